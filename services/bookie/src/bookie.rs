@@ -1,0 +1,699 @@
+//! The bookie: opens a data dir (identity, index, journal replay), runs the journal, maintenance
+//! and disk threads, and implements the protocol operations on top of them.
+//!
+//! Data dir layout:
+//!
+//! ```text
+//! DATA/COOKIE        identity (see cookie.rs)
+//! DATA/LOCK          held (flock) while a bookie process uses the dir
+//! DATA/journal/      journal files 0000000000000001.jnl …, spare files, *.free recycled files
+//! DATA/index/        RocksDB: entry index, ledger state, usage
+//! ```
+
+use std::fs::File;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dlog_api::wire::bookie::{
+    AddEntry, BookieInfo, LacInfo, MAX_LONG_POLL_MS, ReadEntry, ReadEntryOk, ReadLac, WriteLac,
+};
+use dlog_api::{Entry, EntryId, Epoch, LedgerId};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+use tracing::{error, info, warn};
+
+use crate::apply::{Applier, ReadCache, new_cache};
+use crate::config::BookieConfig;
+use crate::cookie::Cookie;
+use crate::error::BookieError;
+use crate::gc::{GcReport, Maintenance};
+use crate::health::Health;
+use crate::index::{AppliedPos, Index};
+use crate::journal::file::{create_file, file_name, list_files};
+use crate::journal::format::{BLOCK, FileHeader, Record};
+use crate::journal::read::FileSet;
+use crate::journal::replay::{ReplayParams, replay};
+use crate::journal::spares::Spares;
+use crate::journal::writer::{JournalHandle, Position, Writer, WriterConfig};
+use crate::ledgers::{LedgerTable, raise};
+use crate::signal::Signal;
+use crate::usage::Usage;
+
+/// A running bookie. Cheap to clone; every clone is the same bookie.
+#[derive(Debug, Clone)]
+pub struct Bookie {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cfg: BookieConfig,
+    cookie: Cookie,
+    journal_dir: PathBuf,
+    health: Arc<Health>,
+    ledgers: Arc<LedgerTable>,
+    index: Arc<Index>,
+    journal: JournalHandle,
+    files: Arc<FileSet>,
+    cache: ReadCache,
+    maintenance: Arc<Maintenance>,
+    spares: Arc<Spares>,
+    signal: Arc<Signal>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    _lock: File,
+}
+
+/// Resolves once an operation is durable.
+async fn durable(rx: oneshot::Receiver<Result<(), BookieError>>) -> Result<(), BookieError> {
+    rx.await.unwrap_or(Err(BookieError::ShuttingDown))
+}
+
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, BookieError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(BookieError::io(format!("spawn thread {name}")))
+}
+
+impl Bookie {
+    /// Opens (or formats) the data dir, replays the journal and starts the bookie's threads.
+    /// Blocking: call from a blocking context.
+    pub fn open(cfg: BookieConfig) -> Result<Bookie, BookieError> {
+        cfg.validate()?;
+        let data = cfg.data_dir.clone();
+        let journal_dir = data.join("journal");
+        let index_dir = data.join("index");
+        std::fs::create_dir_all(&data).map_err(BookieError::io(format!(
+            "create data dir {}",
+            data.display()
+        )))?;
+        let lock = lock_dir(&data)?;
+        let has_data = dir_has_entries(&journal_dir) || dir_has_entries(&index_dir);
+        let cookie = Cookie::load_or_create(&data, cfg.bookie_id.as_ref(), cfg.init, has_data)?;
+        for d in [&journal_dir, &index_dir] {
+            std::fs::create_dir_all(d)
+                .map_err(BookieError::io(format!("create {}", d.display())))?;
+        }
+        let index = Arc::new(Index::open(&index_dir)?);
+        let journal_files = list_files(&journal_dir)
+            .map_err(BookieError::io(format!("list {}", journal_dir.display())))?;
+        match index.instance()? {
+            Some(i) if i != cookie.instance_id => {
+                return Err(BookieError::Identity(format!(
+                    "index {} belongs to bookie instance {i:016x}, not {:016x}: the data dir \
+                     mixes two bookies' data",
+                    index_dir.display(),
+                    cookie.instance_id
+                )));
+            }
+            Some(_) => {}
+            None if !journal_files.is_empty() => {
+                return Err(BookieError::Identity(format!(
+                    "index {} is empty but the journal holds data: the index was wiped; \
+                     refusing to start",
+                    index_dir.display()
+                )));
+            }
+            None => index.set_instance(cookie.instance_id)?,
+        }
+
+        let health = Arc::new(Health::default());
+        if let Some(d) = index.damaged()? {
+            warn!(damage = %d, "bookie carries recorded damage");
+            health.set_damaged(d);
+        }
+        let ledgers = Arc::new(LedgerTable::load(index.load_ledgers()?));
+        let usage = Arc::new(Mutex::new(Usage::load(index.load_usage()?)));
+        let cache = new_cache(cfg.cache_bytes);
+        let applied_at_start = index.applied()?;
+        let applied = Arc::new(Mutex::new(applied_at_start.unwrap_or_default()));
+        let applier = Applier {
+            index: index.clone(),
+            ledgers: ledgers.clone(),
+            usage: usage.clone(),
+            cache: cache.clone(),
+            applied: applied.clone(),
+        };
+
+        let outcome = replay(
+            &ReplayParams {
+                dir: &journal_dir,
+                salt: cookie.journal_salt,
+                instance_id: cookie.instance_id,
+                applied: applied_at_start,
+                max_entry: cfg.max_entry_len,
+                max_body: cfg.journal.file_size,
+            },
+            &applier,
+        )?;
+        if !outcome.damage.is_empty() {
+            let d = outcome.damage.join("; ");
+            error!(damage = %d, "journal damage found: missing entries will be answered as unknown");
+            index.set_damaged(&d)?;
+            health.set_damaged(d);
+        }
+
+        let spares = Spares::new(
+            journal_dir.clone(),
+            cfg.journal.file_size,
+            cfg.journal.preallocate,
+            cookie.instance_id,
+        );
+        let position = match outcome.position {
+            Some(p) => p,
+            None => {
+                let header = FileHeader {
+                    file_id: 1,
+                    instance_id: cookie.instance_id,
+                };
+                create_file(
+                    &journal_dir,
+                    header,
+                    cfg.journal.file_size,
+                    cfg.journal.preallocate,
+                    None,
+                )
+                .map_err(BookieError::io("create the first journal file"))?;
+                Position {
+                    file_id: 1,
+                    offset: BLOCK as u64,
+                    next_seq: 1,
+                    ended: false,
+                }
+            }
+        };
+        reuse_leftovers(
+            &journal_dir,
+            &spares,
+            position.file_id,
+            &outcome.empty_after,
+        );
+
+        let (journal, rx) = JournalHandle::channel();
+        let writer = Writer::new(
+            WriterConfig {
+                dir: journal_dir.clone(),
+                reserve: journal_reserve(cfg.journal.file_size),
+                io_mode: cfg.journal.io_mode,
+                max_commit_bytes: cfg.journal.max_commit_bytes,
+                salt: cookie.journal_salt,
+            },
+            position,
+            spares.clone(),
+            applier,
+            health.clone(),
+        )?;
+        let files = Arc::new(FileSet::new(journal_dir.clone()));
+        let flushed = Arc::new(Mutex::new(applied_at_start.unwrap_or_default()));
+        let maintenance = Arc::new(Maintenance {
+            dir: journal_dir.clone(),
+            index: index.clone(),
+            usage,
+            applied,
+            flushed,
+            files: files.clone(),
+            spares: spares.clone(),
+            journal: journal.clone(),
+            health: health.clone(),
+            file_size: cfg.journal.file_size,
+            compact_below: cfg.gc.compact_below,
+            max_entry: cfg.max_entry_len,
+            flush_interval: cfg.index_flush_interval,
+            gc_interval: cfg.gc.interval,
+            gc_totals: Mutex::new(GcReport::default()),
+        });
+        let signal = Arc::new(Signal::default());
+
+        let mut threads = Vec::new();
+        let s = spares.clone();
+        threads.push(spawn("dlog-prealloc", move || s.run())?);
+        threads.push(spawn("dlog-journal", move || writer.run(rx))?);
+        let (m, sig) = (maintenance.clone(), signal.clone());
+        threads.push(spawn("dlog-maint", move || m.run(&sig))?);
+        let (h, sig, dcfg, jdir) = (
+            health.clone(),
+            signal.clone(),
+            cfg.disk.clone(),
+            journal_dir.clone(),
+        );
+        threads.push(spawn("dlog-disk", move || {
+            crate::disk::run(&jdir, &dcfg, &h, &sig);
+        })?);
+
+        info!(
+            bookie_id = %cookie.bookie_id,
+            data_dir = %data.display(),
+            ledgers = ledgers.live_count(),
+            replayed_commits = outcome.commits_replayed,
+            "bookie open"
+        );
+        Ok(Bookie {
+            inner: Arc::new(Inner {
+                cfg,
+                cookie,
+                journal_dir,
+                health,
+                ledgers,
+                index,
+                journal,
+                files,
+                cache,
+                maintenance,
+                spares,
+                signal,
+                threads: Mutex::new(threads),
+                _lock: lock,
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &BookieConfig {
+        &self.inner.cfg
+    }
+
+    pub fn cookie(&self) -> &Cookie {
+        &self.inner.cookie
+    }
+
+    pub fn health(&self) -> &Health {
+        &self.inner.health
+    }
+
+    /// Admits an add and queues it in the journal; the returned future resolves once the entry
+    /// is durable. Checks (state, size, checksum, deletion, fencing) happen before this returns,
+    /// in the order of calls, so adds to one ledger are journaled in the order they arrive.
+    pub fn add(
+        &self,
+        a: AddEntry,
+    ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
+        let inner = &self.inner;
+        inner.health.check_writable()?;
+        let max = inner.cfg.max_entry_len;
+        if a.data.len() > max {
+            return Err(BookieError::EntryTooLarge {
+                len: a.data.len(),
+                limit: max,
+            });
+        }
+        if a.entry.0 == dlog_api::ids::NO_ENTRY {
+            return Err(BookieError::BadRequest(format!(
+                "entry id {} is reserved",
+                a.entry
+            )));
+        }
+        Entry::verify(&a.data, a.ledger, a.entry, max).map_err(|source| BookieError::BadEntry {
+            ledger: a.ledger,
+            entry: a.entry,
+            source,
+        })?;
+        let slot = inner.ledgers.get_or_create(a.ledger);
+        let mut st = slot.lock();
+        if st.admit.deleted {
+            return Err(BookieError::LedgerDeleted(a.ledger));
+        }
+        if a.epoch < st.admit.fence_epoch {
+            return Err(BookieError::Fenced {
+                ledger: a.ledger,
+                epoch: a.epoch,
+                fence_epoch: st.admit.fence_epoch,
+            });
+        }
+        raise(&mut st.admit.last_entry, Some(a.entry));
+        let rx = inner.journal.submit(Record::Add {
+            ledger: a.ledger,
+            entry: a.entry,
+            epoch: a.epoch,
+            lac: a.lac,
+            data: a.data,
+        });
+        drop(st);
+        Ok(durable(rx))
+    }
+
+    /// Fences `ledger` at `epoch`: from the moment this returns, adds below `epoch` are refused;
+    /// the future resolves once the fence is durable, with what the bookie held when it fenced.
+    /// Allowed in read-only mode (recovery must be able to fence a full bookie).
+    pub fn fence(
+        &self,
+        ledger: LedgerId,
+        epoch: Epoch,
+    ) -> Result<impl Future<Output = Result<LacInfo, BookieError>> + Send + 'static, BookieError>
+    {
+        let inner = &self.inner;
+        inner.health.check_journal()?;
+        let slot = inner.ledgers.get_or_create(ledger);
+        let mut st = slot.lock();
+        if st.admit.deleted {
+            return Err(BookieError::LedgerDeleted(ledger));
+        }
+        if epoch < st.admit.fence_epoch {
+            return Err(BookieError::Fenced {
+                ledger,
+                epoch,
+                fence_epoch: st.admit.fence_epoch,
+            });
+        }
+        st.admit.fence_epoch = epoch;
+        let info = LacInfo {
+            lac: st.durable.lac,
+            last_entry: st.admit.last_entry,
+            fence_epoch: epoch,
+        };
+        // Already durable at this epoch or higher, and nothing of a lower epoch can be queued
+        // behind it: no journal write needed.
+        let rx = (st.durable.fence_epoch < epoch)
+            .then(|| inner.journal.submit(Record::Fence { ledger, epoch }));
+        drop(st);
+        Ok(async move {
+            if let Some(rx) = rx {
+                durable(rx).await?;
+            }
+            Ok(info)
+        })
+    }
+
+    pub fn write_lac(
+        &self,
+        w: WriteLac,
+    ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
+        let inner = &self.inner;
+        inner.health.check_writable()?;
+        if w.lac.0 == dlog_api::ids::NO_ENTRY {
+            return Err(BookieError::BadRequest("lac u64::MAX is reserved".into()));
+        }
+        let slot = inner
+            .ledgers
+            .get(w.ledger)
+            .ok_or(BookieError::NoSuchLedger(w.ledger))?;
+        let st = slot.lock();
+        if st.admit.deleted {
+            return Err(BookieError::LedgerDeleted(w.ledger));
+        }
+        if w.epoch < st.admit.fence_epoch {
+            return Err(BookieError::Fenced {
+                ledger: w.ledger,
+                epoch: w.epoch,
+                fence_epoch: st.admit.fence_epoch,
+            });
+        }
+        let rx = inner.journal.submit(Record::WriteLac {
+            ledger: w.ledger,
+            epoch: w.epoch,
+            lac: w.lac,
+        });
+        drop(st);
+        Ok(durable(rx))
+    }
+
+    /// Deletes a ledger: from now on it reads as deleted and refuses adds; its entries leave the
+    /// index once the delete is durable, and GC reclaims its journal space.
+    pub fn delete(
+        &self,
+        ledger: LedgerId,
+    ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
+        let inner = &self.inner;
+        inner.health.check_journal()?;
+        let slot = inner.ledgers.get_or_create(ledger);
+        let mut st = slot.lock();
+        let rx = (!st.durable.deleted).then(|| {
+            st.admit.deleted = true;
+            inner.journal.submit(Record::Delete { ledger })
+        });
+        drop(st);
+        let signal = inner.signal.clone();
+        Ok(async move {
+            if let Some(rx) = rx {
+                durable(rx).await?;
+                signal.kick();
+            }
+            Ok(())
+        })
+    }
+
+    fn missing(&self, ledger: LedgerId, entry: Option<EntryId>) -> BookieError {
+        match (self.inner.health.damaged(), entry) {
+            (Some(d), Some(entry)) => BookieError::UnknownEntry {
+                ledger,
+                entry,
+                reason: format!("not found, and this bookie may have lost data: {d}"),
+            },
+            (Some(d), None) => BookieError::UnknownEntry {
+                ledger,
+                entry: EntryId(0),
+                reason: format!("ledger not found, and this bookie may have lost data: {d}"),
+            },
+            (None, Some(entry)) => BookieError::NoSuchEntry { ledger, entry },
+            (None, None) => BookieError::NoSuchLedger(ledger),
+        }
+    }
+
+    /// Reads one entry, verified against its checksum. With `fence`, fences first.
+    pub async fn read(&self, r: ReadEntry) -> Result<ReadEntryOk, BookieError> {
+        if let Some(epoch) = r.fence {
+            self.fence(r.ledger, epoch)?.await?;
+        }
+        let slot = self
+            .inner
+            .ledgers
+            .get(r.ledger)
+            .ok_or_else(|| self.missing(r.ledger, None))?;
+        let (deleted, lac) = {
+            let st = slot.lock();
+            (st.admit.deleted, st.durable.lac)
+        };
+        if deleted {
+            return Err(BookieError::LedgerDeleted(r.ledger));
+        }
+        let data = match self.inner.cache.get(&(r.ledger, r.entry)) {
+            Some(d) => d,
+            None => {
+                let this = self.clone();
+                tokio::task::spawn_blocking(move || this.read_stored(r.ledger, r.entry))
+                    .await
+                    .map_err(|e| BookieError::Internal(format!("read task: {e}")))??
+            }
+        };
+        Ok(ReadEntryOk {
+            ledger: r.ledger,
+            entry: r.entry,
+            lac,
+            data,
+        })
+    }
+
+    /// Reads an entry from the index and journal files. Blocking.
+    fn read_stored(&self, ledger: LedgerId, entry: EntryId) -> Result<Bytes, BookieError> {
+        let inner = &self.inner;
+        for attempt in 0..3 {
+            let Some(loc) = inner.index.get_entry(ledger, entry)? else {
+                return Err(self.missing(ledger, Some(entry)));
+            };
+            match inner.files.read(&loc) {
+                Ok(data) => {
+                    if let Err(e) = Entry::verify(&data, ledger, entry, inner.cfg.max_entry_len) {
+                        error!(%ledger, %entry, file_id = loc.file_id, offset = loc.offset,
+                               error = %e, "stored entry is corrupt");
+                        return Err(BookieError::UnknownEntry {
+                            ledger,
+                            entry,
+                            reason: format!("stored copy is corrupt: {e}"),
+                        });
+                    }
+                    return Ok(data);
+                }
+                // Compaction moved it and removed the file meanwhile: look it up again.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 2 => continue,
+                Err(e) => {
+                    error!(%ledger, %entry, file_id = loc.file_id, error = %e, "cannot read stored entry");
+                    return Err(BookieError::UnknownEntry {
+                        ledger,
+                        entry,
+                        reason: format!("cannot read journal file {}: {e}", file_name(loc.file_id)),
+                    });
+                }
+            }
+        }
+        Err(BookieError::UnknownEntry {
+            ledger,
+            entry,
+            reason: "entry kept moving during the read".into(),
+        })
+    }
+
+    /// The ledger's LAC; if it is not beyond `known`, waits (up to the asked time, at most
+    /// [`MAX_LONG_POLL_MS`]) until it is.
+    pub async fn read_lac(&self, r: ReadLac) -> Result<LacInfo, BookieError> {
+        let slot = self
+            .inner
+            .ledgers
+            .get(r.ledger)
+            .ok_or_else(|| self.missing(r.ledger, None))?;
+        let beyond = move |lac: &Option<EntryId>| *lac > r.known;
+        let mut rx = slot.subscribe();
+        if !beyond(&rx.borrow()) && r.wait_ms > 0 {
+            let wait = Duration::from_millis(u64::from(r.wait_ms.min(MAX_LONG_POLL_MS)));
+            let _ = tokio::time::timeout(wait, rx.wait_for(beyond)).await;
+        }
+        let st = slot.lock();
+        if st.admit.deleted {
+            return Err(BookieError::LedgerDeleted(r.ledger));
+        }
+        Ok(LacInfo {
+            lac: st.durable.lac,
+            last_entry: st.durable.last_entry,
+            fence_epoch: st.durable.fence_epoch,
+        })
+    }
+
+    pub fn info(&self) -> BookieInfo {
+        let inner = &self.inner;
+        let (state, state_reason) = inner.health.state();
+        let (disk_total, disk_used) = crate::disk::disk_usage(&inner.journal_dir).unwrap_or((0, 0));
+        let journal_files = list_files(&inner.journal_dir).map_or(0, |f| f.len() as u64);
+        BookieInfo {
+            bookie_id: inner.cookie.bookie_id.to_string(),
+            instance_id: inner.cookie.instance_id,
+            state,
+            damaged: inner.health.damaged().is_some(),
+            disk_total,
+            disk_used,
+            journal_bytes: journal_files * inner.cfg.journal.file_size,
+            ledgers: inner.ledgers.live_count(),
+            state_reason,
+        }
+    }
+
+    /// Waits until everything queued so far is durable.
+    pub async fn sync(&self) -> Result<(), BookieError> {
+        durable(self.inner.journal.barrier()).await
+    }
+
+    /// Runs a garbage-collection round now (after flushing the index). Blocking.
+    pub fn gc_now(&self) -> Result<GcReport, BookieError> {
+        self.inner.maintenance.gc()
+    }
+
+    /// What garbage collection has done since the bookie opened.
+    pub fn gc_totals(&self) -> GcReport {
+        *self.inner.maintenance.gc_totals.lock()
+    }
+
+    /// Flushes the index now. Blocking.
+    pub fn flush_index(&self) -> Option<AppliedPos> {
+        self.inner.maintenance.flush()
+    }
+
+    /// Checks disk usage now (the monitor thread does this periodically).
+    pub fn check_disk(&self) -> Option<f64> {
+        crate::disk::check(
+            &self.inner.journal_dir,
+            &self.inner.cfg.disk,
+            &self.inner.health,
+        )
+    }
+
+    /// Stops taking writes, makes everything queued durable, flushes the index and stops the
+    /// threads. Blocking; idempotent. Dropping the last clone does the same.
+    pub fn shutdown(&self) {
+        self.inner.stop(true);
+    }
+
+    /// Stops like a crash would, as far as the index is concerned: the journal still finishes
+    /// what is queued, but the index is not flushed, so the next open must replay the journal.
+    #[cfg(feature = "testing")]
+    pub fn halt_without_index_flush(&self) {
+        self.inner.stop(false);
+    }
+}
+
+impl Inner {
+    fn stop(&self, flush_index: bool) {
+        let threads = std::mem::take(&mut *self.threads.lock());
+        if threads.is_empty() {
+            return;
+        }
+        self.health.set_draining();
+        self.journal.shutdown();
+        self.spares.stop();
+        self.signal.stop();
+        for t in threads {
+            let _ = t.join();
+        }
+        if flush_index {
+            self.maintenance.flush();
+        }
+        info!(bookie_id = %self.cookie.bookie_id, "bookie stopped");
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.stop(true);
+    }
+}
+
+/// Space kept at the end of each journal file for fences and deletes: 1/32 of the file, between
+/// 16 KiB and 4 MiB, whole blocks.
+pub fn journal_reserve(file_size: u64) -> u64 {
+    (file_size / 32).clamp(16 << 10, 4 << 20) / BLOCK as u64 * BLOCK as u64
+}
+
+fn dir_has_entries(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some())
+}
+
+/// Takes an exclusive lock on the data dir so that two processes never share it.
+fn lock_dir(data: &std::path::Path) -> Result<File, BookieError> {
+    let path = data.join("LOCK");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(BookieError::io(format!("open {}", path.display())))?;
+    rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(|e| {
+        BookieError::Identity(format!(
+            "data dir {} is in use by another bookie process ({e})",
+            data.display()
+        ))
+    })?;
+    Ok(f)
+}
+
+/// Sorts out files left over from before the restart: the first empty file after the current
+/// one is the spare; other empty files and `*.free` files are reused or deleted.
+fn reuse_leftovers(dir: &std::path::Path, spares: &Spares, current: u64, empty: &[u64]) {
+    let mut leftovers: Vec<PathBuf> = Vec::new();
+    for &id in empty {
+        let path = dir.join(file_name(id));
+        if id == current + 1 {
+            spares.set_ready(id, path);
+        } else {
+            leftovers.push(path);
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".free") {
+                leftovers.push(e.path());
+            } else if name.ends_with(".tmp") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    for path in leftovers {
+        let free = path.with_extension("free");
+        if path != free && std::fs::rename(&path, &free).is_err() {
+            continue;
+        }
+        if !spares.recycle(free.clone()) {
+            let _ = std::fs::remove_file(&free);
+        }
+    }
+}

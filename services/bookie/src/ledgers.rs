@@ -1,0 +1,113 @@
+//! The in-memory table of ledgers this bookie knows, with their fencing state and LAC.
+//!
+//! Each ledger has two views under one lock:
+//! - `admit`: what requests are checked against. A fence raises `fence_epoch` here the moment
+//!   it is accepted, so no add of an older epoch is admitted after it, even before the fence is
+//!   durable; an add raises `last_entry` when queued.
+//! - `durable`: what the journal has made durable and the index has applied. This is what is
+//!   persisted and what readers are shown (the LAC).
+//!
+//! Taking the lock around "check, then queue in the journal" serialises a fence with the adds of
+//! its ledger: every add admitted before the fence is queued before it, so it is durable no later
+//! than the fence, and its entry is at or below the `last_entry` the fence reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use dlog_api::{EntryId, LedgerId};
+use parking_lot::{Mutex, MutexGuard, RwLock};
+use tokio::sync::watch;
+
+use crate::index::LedgerMeta;
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SlotState {
+    pub admit: LedgerMeta,
+    pub durable: LedgerMeta,
+}
+
+#[derive(Debug)]
+pub struct LedgerSlot {
+    state: Mutex<SlotState>,
+    lac: watch::Sender<Option<EntryId>>,
+}
+
+impl LedgerSlot {
+    fn new(meta: LedgerMeta) -> Self {
+        Self {
+            state: Mutex::new(SlotState {
+                admit: meta,
+                durable: meta,
+            }),
+            lac: watch::Sender::new(meta.lac),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, SlotState> {
+        self.state.lock()
+    }
+
+    /// Wakes long-poll readers if the durable LAC moved.
+    pub fn publish_lac(&self, lac: Option<EntryId>) {
+        self.lac.send_if_modified(|cur| {
+            if lac > *cur {
+                *cur = lac;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<Option<EntryId>> {
+        self.lac.subscribe()
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct LedgerTable {
+    map: RwLock<HashMap<LedgerId, Arc<LedgerSlot>>>,
+}
+
+impl LedgerTable {
+    pub fn load(metas: Vec<(LedgerId, LedgerMeta)>) -> Self {
+        let map = metas
+            .into_iter()
+            .map(|(id, m)| (id, Arc::new(LedgerSlot::new(m))))
+            .collect();
+        Self {
+            map: RwLock::new(map),
+        }
+    }
+
+    pub fn get(&self, id: LedgerId) -> Option<Arc<LedgerSlot>> {
+        self.map.read().get(&id).cloned()
+    }
+
+    pub fn get_or_create(&self, id: LedgerId) -> Arc<LedgerSlot> {
+        if let Some(s) = self.get(id) {
+            return s;
+        }
+        self.map
+            .write()
+            .entry(id)
+            .or_insert_with(|| Arc::new(LedgerSlot::new(LedgerMeta::default())))
+            .clone()
+    }
+
+    /// Ledgers known and not deleted.
+    pub fn live_count(&self) -> u64 {
+        self.map
+            .read()
+            .values()
+            .filter(|s| !s.lock().admit.deleted)
+            .count() as u64
+    }
+}
+
+/// Raises `a` to `b` if `b` is higher (`None` is lowest).
+pub fn raise(a: &mut Option<EntryId>, b: Option<EntryId>) {
+    if b > *a {
+        *a = b;
+    }
+}

@@ -1,0 +1,300 @@
+//! The bookie's TCP server: one task per connection, requests pipelined and answered out of
+//! order.
+//!
+//! Per connection: a reader loop cuts frames (the length is checked against the frame limit
+//! before anything is allocated), requires a `hello` first, and dispatches each request. An add
+//! is admitted synchronously in arrival order and then awaited in its own task, so a slow fsync
+//! never stops the reader; responses go to a writer task that coalesces them into few writes.
+//! In-flight request bytes per connection are bounded by a semaphore: when a client outruns the
+//! disk, the reader stops reading and TCP pushes back.
+//!
+//! A frame that cannot be cut (too large, bad header) is answered with its error code and the
+//! connection is closed, since the stream cannot be trusted to be in sync; a well-framed request
+//! with a bad body is answered with an error and the connection goes on.
+//!
+//! Shutdown: stop accepting, stop reading, finish and answer what is in flight, close.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use dlog_api::ErrorCode;
+use dlog_api::wire::bookie::{HelloOk, Request, Response, ResponseError};
+use dlog_api::wire::{FrameCodec, FrameError, PROTOCOL_VERSION};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::bookie::Bookie;
+use crate::error::BookieError;
+
+/// One response to write.
+#[derive(Debug)]
+enum Out {
+    Ok(u64, Response),
+    Err(u8, u64, ResponseError),
+}
+
+impl From<&BookieError> for ResponseError {
+    fn from(e: &BookieError) -> Self {
+        ResponseError::new(e.code(), e.to_string())
+    }
+}
+
+/// Serves `bookie` on `listener` until `shutdown` is cancelled, then drains connections.
+pub async fn serve(bookie: Bookie, listener: TcpListener, shutdown: CancellationToken) {
+    let addr = listener.local_addr().ok();
+    info!(?addr, bookie_id = %bookie.cookie().bookie_id, "bookie listening");
+    let tracker = TaskTracker::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let b = bookie.clone();
+                    let s = shutdown.clone();
+                    tracker.spawn(
+                        connection(b, stream, peer, s).instrument(info_span!("conn", %peer)),
+                    );
+                }
+                Err(e) => {
+                    // EMFILE and the like: back off instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    info!("bookie server stopped");
+}
+
+async fn connection(
+    bookie: Bookie,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let max_frame = bookie.config().max_entry_len + 4096;
+    let (rd, wr) = stream.into_split();
+    let mut frames = FramedRead::with_capacity(rd, FrameCodec::new(max_frame), 256 << 10);
+    let (tx, rx) = mpsc::unbounded_channel::<Out>();
+    let writer = tokio::spawn(write_loop(wr, rx, max_frame));
+    let budget = bookie.config().max_inflight_bytes_per_connection;
+    let inflight = Arc::new(Semaphore::new(budget));
+    let tasks = TaskTracker::new();
+    let mut handshaken = false;
+    debug!("connection open");
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            f = frames.next() => f,
+        };
+        let frame = match next {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                if let Some(code) = e.code() {
+                    let id = match &e {
+                        FrameError::UnsupportedVersion { request_id, .. } => *request_id,
+                        _ => 0,
+                    };
+                    // Op 0: the frame could not be read far enough to know its operation.
+                    let _ = tx.send(Out::Err(0, id, ResponseError::new(code, e.to_string())));
+                }
+                warn!(error = %e, "closing connection on a bad frame");
+                break;
+            }
+        };
+        let (op, id) = (frame.op, frame.request_id);
+        let req = match Request::decode(&frame) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Out::Err(
+                    op,
+                    id,
+                    ResponseError::new(e.code(), e.to_string()),
+                ));
+                continue;
+            }
+        };
+        if !handshaken {
+            match req {
+                Request::Hello(h) => {
+                    if h.min_version > PROTOCOL_VERSION || h.max_version < PROTOCOL_VERSION {
+                        let msg = format!(
+                            "client speaks versions {}..={}, bookie speaks {PROTOCOL_VERSION}",
+                            h.min_version, h.max_version
+                        );
+                        let _ = tx.send(Out::Err(
+                            op,
+                            id,
+                            ResponseError::new(ErrorCode::UnsupportedVersion, msg),
+                        ));
+                        break;
+                    }
+                    if !h.auth_method.is_empty() {
+                        let msg =
+                            format!("authentication method {:?} is not supported", h.auth_method);
+                        let _ = tx.send(Out::Err(
+                            op,
+                            id,
+                            ResponseError::new(ErrorCode::Unauthenticated, msg),
+                        ));
+                        break;
+                    }
+                    handshaken = true;
+                    debug!(client = %h.client, "handshake");
+                    let _ = tx.send(Out::Ok(
+                        id,
+                        Response::Hello(HelloOk {
+                            version: PROTOCOL_VERSION,
+                            bookie_id: bookie.cookie().bookie_id.to_string(),
+                            instance_id: bookie.cookie().instance_id,
+                        }),
+                    ));
+                }
+                _ => {
+                    let _ = tx.send(Out::Err(
+                        op,
+                        id,
+                        ResponseError::new(ErrorCode::HandshakeRequired, "send hello first"),
+                    ));
+                    break;
+                }
+            }
+            continue;
+        }
+        // Bound the memory this connection holds: request bytes plus a response allowance.
+        let cost = (frame.body.len() + 512).min(budget) as u32;
+        let Ok(permit) = inflight.clone().acquire_many_owned(cost).await else {
+            break;
+        };
+        let tx2 = tx.clone();
+        let reply = move |r: Result<Response, BookieError>| {
+            let _ = tx2.send(match r {
+                Ok(resp) => Out::Ok(id, resp),
+                Err(e) => {
+                    debug!(op, error = %e, "request failed");
+                    Out::Err(op, id, (&e).into())
+                }
+            });
+        };
+        match req {
+            Request::Hello(_) => reply(Err(BookieError::BadRequest("hello sent twice".into()))),
+            Request::Add(a) => {
+                let (ledger, entry) = (a.ledger, a.entry);
+                match bookie.add(a) {
+                    Ok(done) => {
+                        tasks.spawn(async move {
+                            reply(done.await.map(|()| Response::Added { ledger, entry }));
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => reply(Err(e)),
+                }
+            }
+            Request::Fence(f) => match bookie.fence(f.ledger, f.epoch) {
+                Ok(done) => {
+                    tasks.spawn(async move {
+                        reply(done.await.map(Response::Fenced));
+                        drop(permit);
+                    });
+                }
+                Err(e) => reply(Err(e)),
+            },
+            Request::WriteLac(w) => match bookie.write_lac(w) {
+                Ok(done) => {
+                    tasks.spawn(async move {
+                        reply(done.await.map(|()| Response::LacWritten));
+                        drop(permit);
+                    });
+                }
+                Err(e) => reply(Err(e)),
+            },
+            Request::Delete(ledger) => match bookie.delete(ledger) {
+                Ok(done) => {
+                    tasks.spawn(async move {
+                        reply(done.await.map(|()| Response::Deleted));
+                        drop(permit);
+                    });
+                }
+                Err(e) => reply(Err(e)),
+            },
+            Request::Read(r) => {
+                let b = bookie.clone();
+                tasks.spawn(async move {
+                    reply(b.read(r).await.map(Response::Entry));
+                    drop(permit);
+                });
+            }
+            Request::ReadLac(r) => {
+                let b = bookie.clone();
+                let s = shutdown.clone();
+                tasks.spawn(async move {
+                    let result = tokio::select! {
+                        r = b.read_lac(r) => r,
+                        _ = s.cancelled() => Err(BookieError::ShuttingDown),
+                    };
+                    reply(result.map(Response::Lac));
+                    drop(permit);
+                });
+            }
+            Request::Info => reply(Ok(Response::Info(bookie.info()))),
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+    drop(tx);
+    let _ = writer.await;
+    debug!(%peer, "connection closed");
+}
+
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Out>,
+    max_frame: usize,
+) {
+    let mut buf = BytesMut::with_capacity(256 << 10);
+    while let Some(first) = rx.recv().await {
+        encode(&first, &mut buf, max_frame);
+        while buf.len() < (1 << 20) {
+            match rx.try_recv() {
+                Ok(more) => encode(&more, &mut buf, max_frame),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            debug!(error = %e, "write failed; dropping connection");
+            return;
+        }
+        buf.clear();
+    }
+    let _ = wr.shutdown().await;
+}
+
+fn encode(out: &Out, buf: &mut BytesMut, max_frame: usize) {
+    let r = match out {
+        Out::Ok(id, resp) => resp.encode(*id, buf, max_frame),
+        Out::Err(op, id, err) => Response::encode_error(*op, *id, err, buf, max_frame),
+    };
+    if let Err(e) = r {
+        // Only a response larger than the frame limit can fail; answer with an error instead.
+        let (op, id) = match out {
+            Out::Ok(id, resp) => (resp.op(), *id),
+            Out::Err(op, id, _) => (*op, *id),
+        };
+        let err = ResponseError::new(ErrorCode::Internal, format!("response not sendable: {e}"));
+        let _ = Response::encode_error(op, id, &err, buf, max_frame);
+    }
+}

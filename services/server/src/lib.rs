@@ -1,0 +1,9 @@
+//! `dlog-server`: the service side of dlog and the library behind the `dlogd` binary.
+//!
+//! - [`bookie_role`]: `dlogd bookie`, a storage node serving the bookie protocol.
+//! - [`bench`]: `dlogd bench …`, benchmarks over the real protocol with a common output shape.
+//! - [`logging`]: tracing set-up shared by every role.
+
+pub mod bench;
+pub mod bookie_role;
+pub mod logging;
