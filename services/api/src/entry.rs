@@ -13,7 +13,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::cursor::{Cursor, DecodeError};
+use crate::cursor::DecodeError;
 use crate::ids::{EntryId, LedgerId};
 
 pub const ENTRY_MAGIC: u16 = 0xD10E;
@@ -104,24 +104,34 @@ fn check(bytes: &[u8], max_len: usize) -> Result<(LedgerId, EntryId), EntryError
         }
         .into());
     }
-    let mut cur = Cursor::new(Bytes::copy_from_slice(
-        &bytes[..bytes.len().min(ENTRY_HEADER_LEN)],
-    ));
-    let magic = cur.u16("entry magic")?;
+    if bytes.len() < ENTRY_OVERHEAD {
+        return Err(DecodeError::Truncated {
+            field: "entry header",
+            needed: ENTRY_OVERHEAD,
+            available: bytes.len(),
+        }
+        .into());
+    }
+    let u64_at = |i: usize| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&bytes[i..i + 8]);
+        u64::from_le_bytes(a)
+    };
+    let magic = u16::from_le_bytes([bytes[0], bytes[1]]);
     if magic != ENTRY_MAGIC {
         return Err(DecodeError::invalid("entry magic", format!("{magic:#06x}")).into());
     }
-    let version = cur.u8("entry version")?;
+    let version = bytes[2];
     if version != VERSION {
         return Err(DecodeError::invalid("entry version", format!("{version}")).into());
     }
-    let flags = cur.u8("entry flags")?;
+    let flags = bytes[3];
     if flags != 0 {
         return Err(DecodeError::invalid("entry flags", format!("{flags:#04x}")).into());
     }
-    let ledger = LedgerId(cur.u64("entry ledger")?);
-    let entry = EntryId(cur.u64("entry id")?);
-    let len = cur.u32("entry payload length")? as usize;
+    let ledger = LedgerId(u64_at(4));
+    let entry = EntryId(u64_at(12));
+    let len = u32::from_le_bytes([bytes[20], bytes[21], bytes[22], bytes[23]]) as usize;
     let expected = ENTRY_OVERHEAD.saturating_add(len);
     if bytes.len() != expected {
         return Err(DecodeError::invalid(

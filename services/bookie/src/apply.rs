@@ -3,28 +3,18 @@
 //! after the index's applied position on start-up. Both paths run the same code, so a replayed
 //! commit has exactly the effect it had the first time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use dlog_api::{EntryId, LedgerId};
 use parking_lot::Mutex;
 
+use crate::cache::RecentCache;
 use crate::error::BookieError;
-use crate::index::{AppliedPos, Index, IndexBatch};
+use crate::index::{AppliedPos, BLOCK_ENTRIES, Block, EMPTY_BLOCK, Index, IndexBatch};
 use crate::journal::format::{Location, Record};
 use crate::ledgers::{LedgerSlot, LedgerTable, raise};
 use crate::usage::Usage;
-
-/// The recent-entries cache, weighted by bytes.
-pub type ReadCache = moka::sync::Cache<(LedgerId, EntryId), Bytes>;
-
-pub fn new_cache(capacity_bytes: u64) -> ReadCache {
-    moka::sync::Cache::builder()
-        .max_capacity(capacity_bytes)
-        .weigher(|_, v: &Bytes| u32::try_from(v.len()).unwrap_or(u32::MAX))
-        .build()
-}
 
 /// A commit whose bytes are durable, with the location of each entry it stored.
 #[derive(Debug)]
@@ -38,7 +28,7 @@ pub struct Applier {
     pub index: Arc<Index>,
     pub ledgers: Arc<LedgerTable>,
     pub usage: Arc<Mutex<Usage>>,
-    pub cache: ReadCache,
+    pub cache: Arc<RecentCache>,
     /// Position of the last applied commit; the flusher reads it before flushing the index.
     pub applied: Arc<Mutex<AppliedPos>>,
 }
@@ -46,15 +36,27 @@ pub struct Applier {
 impl Applier {
     pub fn apply(&self, commit: &DurableCommit<'_>) -> Result<(), BookieError> {
         let mut batch = IndexBatch::default();
+        let mut blocks = Blocks::new(&self.index);
         let mut touched: HashMap<LedgerId, Arc<LedgerSlot>> = HashMap::new();
-        let mut usage_touched: Vec<(u64, LedgerId)> = Vec::new();
+        let mut usage_touched: HashSet<(u64, LedgerId)> = HashSet::new();
+        // Per (file, ledger) bytes added, and entries to cache, summed over the commit.
+        let mut added: HashMap<(u64, LedgerId), u64> = HashMap::new();
+        let mut cached = Vec::new();
+        let mut last: Option<(LedgerId, Arc<LedgerSlot>)> = None;
         let mut usage = self.usage.lock();
         for (rec, loc) in commit.records {
             let ledger = rec.ledger();
-            let slot = touched
-                .entry(ledger)
-                .or_insert_with(|| self.ledgers.get_or_create(ledger))
-                .clone();
+            let slot = match &last {
+                Some((l, s)) if *l == ledger => s.clone(),
+                _ => {
+                    let s = touched
+                        .entry(ledger)
+                        .or_insert_with(|| self.ledgers.get_or_create(ledger))
+                        .clone();
+                    last = Some((ledger, s.clone()));
+                    s
+                }
+            };
             let mut st = slot.lock();
             match rec {
                 Record::Add {
@@ -64,12 +66,11 @@ impl Applier {
                     if st.durable.deleted {
                         continue;
                     }
-                    batch.put_entry(ledger, *entry, loc);
+                    *blocks.slot(ledger, *entry)? = Some(*loc);
                     raise(&mut st.durable.last_entry, Some(*entry));
                     raise(&mut st.durable.lac, *lac);
-                    usage.add(loc.file_id, ledger, u64::from(loc.len));
-                    usage_touched.push((loc.file_id, ledger));
-                    self.cache.insert((ledger, *entry), data.clone());
+                    *added.entry((loc.file_id, ledger)).or_default() += u64::from(loc.len);
+                    cached.push((ledger, *entry, data));
                 }
                 Record::Fence { epoch, .. } => {
                     st.durable.fence_epoch = st.durable.fence_epoch.max(*epoch);
@@ -77,6 +78,10 @@ impl Applier {
                 Record::WriteLac { lac, .. } => raise(&mut st.durable.lac, Some(*lac)),
                 Record::Delete { .. } => {
                     st.durable.deleted = true;
+                    blocks.forget(ledger);
+                    added.retain(|(_, l), _| *l != ledger);
+                    cached.retain(|(l, _, _)| *l != ledger);
+                    self.cache.remove_ledger(ledger);
                     batch.delete_ledger_entries(ledger);
                     for file in usage.remove_ledger(ledger) {
                         batch.put_usage(file, ledger, 0);
@@ -87,15 +92,18 @@ impl Applier {
                     entry, old, data, ..
                 } => {
                     let Some(loc) = loc else { continue };
-                    if st.durable.deleted || self.index.get_entry(ledger, *entry)? != Some(*old) {
-                        continue; // deleted, or rewritten since compaction read it
+                    if st.durable.deleted {
+                        continue;
                     }
-                    batch.put_entry(ledger, *entry, loc);
+                    let slot = blocks.slot(ledger, *entry)?;
+                    if *slot != Some(*old) {
+                        continue; // rewritten since compaction read it
+                    }
+                    *slot = Some(*loc);
                     usage.sub(old.file_id, ledger, u64::from(old.len));
-                    usage.add(loc.file_id, ledger, u64::from(loc.len));
-                    usage_touched.push((old.file_id, ledger));
-                    usage_touched.push((loc.file_id, ledger));
-                    self.cache.insert((ledger, *entry), data.clone());
+                    usage_touched.insert((old.file_id, ledger));
+                    *added.entry((loc.file_id, ledger)).or_default() += u64::from(loc.len);
+                    cached.push((ledger, *entry, data));
                 }
             }
             // Replay starts from the durable state, so the admission view catches up too.
@@ -104,6 +112,11 @@ impl Applier {
             raise(&mut st.admit.last_entry, durable.last_entry);
             raise(&mut st.admit.lac, durable.lac);
             st.admit.deleted |= durable.deleted;
+        }
+        blocks.write(&mut batch);
+        for ((file, ledger), bytes) in added {
+            usage.add(file, ledger, bytes);
+            usage_touched.insert((file, ledger));
         }
         for (file, ledger) in usage_touched {
             batch.put_usage(file, ledger, usage.get(file, ledger));
@@ -116,11 +129,53 @@ impl Applier {
         // index.
         self.index.write(batch)?;
         drop(usage);
+        self.cache.insert_all(cached.into_iter());
         *self.applied.lock() = commit.pos;
         for slot in touched.values() {
             let lac = slot.lock().durable.lac;
             slot.publish_lac(lac);
         }
         Ok(())
+    }
+}
+
+/// The index blocks one commit touches, read once and written back together.
+struct Blocks<'a> {
+    index: &'a Index,
+    map: HashMap<(LedgerId, u64), Box<Block>>,
+}
+
+impl<'a> Blocks<'a> {
+    fn new(index: &'a Index) -> Self {
+        Self {
+            index,
+            map: HashMap::new(),
+        }
+    }
+
+    fn slot(
+        &mut self,
+        ledger: LedgerId,
+        entry: EntryId,
+    ) -> Result<&mut Option<crate::journal::format::Location>, BookieError> {
+        let key = (ledger, entry.0 / BLOCK_ENTRIES);
+        let block = match self.map.entry(key) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => v.insert(Box::new(
+                self.index.get_block(ledger, key.1)?.unwrap_or(EMPTY_BLOCK),
+            )),
+        };
+        Ok(&mut block[(entry.0 % BLOCK_ENTRIES) as usize])
+    }
+
+    /// Drops pending changes of a ledger deleted in this commit.
+    fn forget(&mut self, ledger: LedgerId) {
+        self.map.retain(|(l, _), _| *l != ledger);
+    }
+
+    fn write(self, batch: &mut IndexBatch) {
+        for ((ledger, block), b) in &self.map {
+            batch.put_block(*ledger, *block, b);
+        }
     }
 }

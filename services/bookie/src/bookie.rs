@@ -19,14 +19,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dlog_api::wire::bookie::{
-    AddEntry, BookieInfo, LacInfo, MAX_LONG_POLL_MS, ReadEntry, ReadEntryOk, ReadLac, WriteLac,
+    AddBatch, AddEntry, BookieInfo, LacInfo, MAX_LONG_POLL_MS, ReadEntry, ReadEntryOk, ReadLac,
+    WriteLac,
 };
 use dlog_api::{Entry, EntryId, Epoch, LedgerId};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 use tracing::{error, info, warn};
 
-use crate::apply::{Applier, ReadCache, new_cache};
+use crate::apply::Applier;
+use crate::cache::RecentCache;
 use crate::config::BookieConfig;
 use crate::cookie::Cookie;
 use crate::error::BookieError;
@@ -59,7 +61,7 @@ struct Inner {
     index: Arc<Index>,
     journal: JournalHandle,
     files: Arc<FileSet>,
-    cache: ReadCache,
+    cache: Arc<RecentCache>,
     maintenance: Arc<Maintenance>,
     spares: Arc<Spares>,
     signal: Arc<Signal>,
@@ -128,7 +130,7 @@ impl Bookie {
         }
         let ledgers = Arc::new(LedgerTable::load(index.load_ledgers()?));
         let usage = Arc::new(Mutex::new(Usage::load(index.load_usage()?)));
-        let cache = new_cache(cfg.cache_bytes);
+        let cache = Arc::new(RecentCache::new(cfg.cache_bytes));
         let applied_at_start = index.applied()?;
         let applied = Arc::new(Mutex::new(applied_at_start.unwrap_or_default()));
         let applier = Applier {
@@ -290,46 +292,69 @@ impl Bookie {
         &self,
         a: AddEntry,
     ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
+        self.add_batch(AddBatch {
+            ledger: a.ledger,
+            epoch: a.epoch,
+            lac: a.lac,
+            recovery: a.recovery,
+            entries: vec![(a.entry, a.data)],
+        })
+    }
+
+    /// Admits several entries of one ledger together — all or none, under one fencing decision
+    /// — and journals them in one commit.
+    pub fn add_batch(
+        &self,
+        b: AddBatch,
+    ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
         let inner = &self.inner;
         inner.health.check_writable()?;
         let max = inner.cfg.max_entry_len;
-        if a.data.len() > max {
-            return Err(BookieError::EntryTooLarge {
-                len: a.data.len(),
-                limit: max,
-            });
+        let mut highest = None;
+        for (entry, data) in &b.entries {
+            if data.len() > max {
+                return Err(BookieError::EntryTooLarge {
+                    len: data.len(),
+                    limit: max,
+                });
+            }
+            if entry.0 == dlog_api::ids::NO_ENTRY {
+                return Err(BookieError::BadRequest(format!(
+                    "entry id {entry} is reserved"
+                )));
+            }
+            Entry::verify(data, b.ledger, *entry, max).map_err(|source| BookieError::BadEntry {
+                ledger: b.ledger,
+                entry: *entry,
+                source,
+            })?;
+            raise(&mut highest, Some(*entry));
         }
-        if a.entry.0 == dlog_api::ids::NO_ENTRY {
-            return Err(BookieError::BadRequest(format!(
-                "entry id {} is reserved",
-                a.entry
-            )));
-        }
-        Entry::verify(&a.data, a.ledger, a.entry, max).map_err(|source| BookieError::BadEntry {
-            ledger: a.ledger,
-            entry: a.entry,
-            source,
-        })?;
-        let slot = inner.ledgers.get_or_create(a.ledger);
+        let slot = inner.ledgers.get_or_create(b.ledger);
         let mut st = slot.lock();
         if st.admit.deleted {
-            return Err(BookieError::LedgerDeleted(a.ledger));
+            return Err(BookieError::LedgerDeleted(b.ledger));
         }
-        if a.epoch < st.admit.fence_epoch {
+        if b.epoch < st.admit.fence_epoch {
             return Err(BookieError::Fenced {
-                ledger: a.ledger,
-                epoch: a.epoch,
+                ledger: b.ledger,
+                epoch: b.epoch,
                 fence_epoch: st.admit.fence_epoch,
             });
         }
-        raise(&mut st.admit.last_entry, Some(a.entry));
-        let rx = inner.journal.submit(Record::Add {
-            ledger: a.ledger,
-            entry: a.entry,
-            epoch: a.epoch,
-            lac: a.lac,
-            data: a.data,
-        });
+        raise(&mut st.admit.last_entry, highest);
+        let records = b
+            .entries
+            .into_iter()
+            .map(|(entry, data)| Record::Add {
+                ledger: b.ledger,
+                entry,
+                epoch: b.epoch,
+                lac: b.lac,
+                data,
+            })
+            .collect();
+        let rx = inner.journal.submit_all(records);
         drop(st);
         Ok(durable(rx))
     }
@@ -468,7 +493,7 @@ impl Bookie {
         if deleted {
             return Err(BookieError::LedgerDeleted(r.ledger));
         }
-        let data = match self.inner.cache.get(&(r.ledger, r.entry)) {
+        let data = match self.inner.cache.get(r.ledger, r.entry) {
             Some(d) => d,
             None => {
                 let this = self.clone();

@@ -4,12 +4,15 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `e` ledger entry | location: file_id u64, offset u64, len u32 (LE) |
+//! | `e` ledger block | locations of entries `block*64 .. block*64+63`: bitmap u64, then for each set bit in order file_id u64, offset u64, len u32 (LE) |
 //! | `l` ledger | ledger meta: fence_epoch u64, lac u64, last_entry u64, deleted u8 (LE; u64::MAX = none) |
 //! | `u` file_id ledger | live bytes of the ledger in that journal file, u64 LE |
 //! | `s/applied` | the last journal commit applied: seq u64, file_id u64, end offset u64 |
 //! | `s/instance` | the instance id of the bookie that owns this index |
 //! | `s/damaged` | why the bookie may have lost data it cannot name (UTF-8) |
+//!
+//! Entries are indexed in blocks of [`BLOCK_ENTRIES`] consecutive ids, so one journal commit of
+//! hundreds of entries updates a handful of keys instead of hundreds.
 //!
 //! Writes go without RocksDB's WAL: the journal is the log. Each journal commit is applied as one
 //! atomic write batch that also records `s/applied`, and a crash loses at most a suffix of
@@ -82,12 +85,53 @@ fn u64_be(b: &[u8]) -> u64 {
     u64::from_be_bytes(a)
 }
 
-fn entry_key(ledger: LedgerId, entry: EntryId) -> [u8; 17] {
+/// Entries per index block.
+pub const BLOCK_ENTRIES: u64 = 64;
+
+/// The locations of one block of entries, by `entry % BLOCK_ENTRIES`.
+pub type Block = [Option<Location>; BLOCK_ENTRIES as usize];
+
+pub const EMPTY_BLOCK: Block = [None; BLOCK_ENTRIES as usize];
+
+fn block_key(ledger: LedgerId, block: u64) -> [u8; 17] {
     let mut k = [0u8; 17];
     k[0] = b'e';
     k[1..9].copy_from_slice(&ledger.0.to_be_bytes());
-    k[9..17].copy_from_slice(&entry.0.to_be_bytes());
+    k[9..17].copy_from_slice(&block.to_be_bytes());
     k
+}
+
+fn encode_block(b: &Block) -> Vec<u8> {
+    let mut bitmap = 0u64;
+    let mut v = Vec::with_capacity(8 + 20 * b.len());
+    v.extend_from_slice(&[0u8; 8]);
+    for (i, loc) in b.iter().enumerate() {
+        if let Some(loc) = loc {
+            bitmap |= 1 << i;
+            v.extend_from_slice(&encode_location(loc));
+        }
+    }
+    v[0..8].copy_from_slice(&bitmap.to_le_bytes());
+    v
+}
+
+fn decode_block(v: &[u8]) -> Option<Block> {
+    if v.len() < 8 {
+        return None;
+    }
+    let bitmap = u64_le(&v[0..8]);
+    if v.len() != 8 + 20 * bitmap.count_ones() as usize {
+        return None;
+    }
+    let mut b = EMPTY_BLOCK;
+    let mut at = 8;
+    for (i, slot) in b.iter_mut().enumerate() {
+        if bitmap & (1 << i) != 0 {
+            *slot = Some(decode_location(&v[at..at + 20])?);
+            at += 20;
+        }
+    }
+    Some(b)
 }
 
 fn ledger_key(ledger: LedgerId) -> [u8; 9] {
@@ -151,15 +195,19 @@ impl std::fmt::Debug for IndexBatch {
 }
 
 impl IndexBatch {
-    pub fn put_entry(&mut self, ledger: LedgerId, entry: EntryId, loc: &Location) {
-        self.wb.put(entry_key(ledger, entry), encode_location(loc));
+    pub fn put_block(&mut self, ledger: LedgerId, block: u64, b: &Block) {
+        if b.iter().all(Option::is_none) {
+            self.wb.delete(block_key(ledger, block));
+        } else {
+            self.wb.put(block_key(ledger, block), encode_block(b));
+        }
     }
 
     pub fn delete_ledger_entries(&mut self, ledger: LedgerId) {
-        let from = entry_key(ledger, EntryId(0));
-        // The end key is exclusive; entry u64::MAX is never used (it is the wire "none").
-        let to = entry_key(ledger, EntryId(u64::MAX));
-        self.wb.delete_range(from, to);
+        // The end key is exclusive; block u64::MAX is never used (its last entry would be the
+        // reserved u64::MAX).
+        self.wb
+            .delete_range(block_key(ledger, 0), block_key(ledger, u64::MAX));
     }
 
     pub fn put_meta(&mut self, ledger: LedgerId, meta: &LedgerMeta) {
@@ -229,21 +277,27 @@ impl Index {
         self.db.flush().map_err(db_err("flush index"))
     }
 
+    pub fn get_block(&self, ledger: LedgerId, block: u64) -> Result<Option<Block>, BookieError> {
+        let v = self
+            .db
+            .get_pinned(block_key(ledger, block))
+            .map_err(db_err("read index"))?;
+        match v {
+            None => Ok(None),
+            Some(v) => decode_block(&v).map(Some).ok_or_else(|| {
+                BookieError::Index(format!("bad index block {block} of ledger {ledger}"))
+            }),
+        }
+    }
+
     pub fn get_entry(
         &self,
         ledger: LedgerId,
         entry: EntryId,
     ) -> Result<Option<Location>, BookieError> {
-        let v = self
-            .db
-            .get_pinned(entry_key(ledger, entry))
-            .map_err(db_err("read index"))?;
-        match v {
-            None => Ok(None),
-            Some(v) => decode_location(&v)
-                .map(Some)
-                .ok_or_else(|| BookieError::Index(format!("bad location for {ledger}/{entry}"))),
-        }
+        Ok(self
+            .get_block(ledger, entry.0 / BLOCK_ENTRIES)?
+            .and_then(|b| b[(entry.0 % BLOCK_ENTRIES) as usize]))
     }
 
     /// Every entry of `ledger` stored in journal file `file_id`.
@@ -252,7 +306,7 @@ impl Index {
         ledger: LedgerId,
         file_id: u64,
     ) -> Result<Vec<(EntryId, Location)>, BookieError> {
-        let from = entry_key(ledger, EntryId(0));
+        let from = block_key(ledger, 0);
         let mut out = Vec::new();
         for item in self
             .db
@@ -262,10 +316,16 @@ impl Index {
             if k.len() != 17 || k[0] != b'e' || u64_be(&k[1..9]) != ledger.0 {
                 break;
             }
-            let loc = decode_location(&v)
-                .ok_or_else(|| BookieError::Index(format!("bad location in ledger {ledger}")))?;
-            if loc.file_id == file_id {
-                out.push((EntryId(u64_be(&k[9..17])), loc));
+            let block = u64_be(&k[9..17]);
+            let b = decode_block(&v).ok_or_else(|| {
+                BookieError::Index(format!("bad index block {block} of ledger {ledger}"))
+            })?;
+            for (i, loc) in b.iter().enumerate() {
+                if let Some(loc) = loc
+                    && loc.file_id == file_id
+                {
+                    out.push((EntryId(block * BLOCK_ENTRIES + i as u64), *loc));
+                }
             }
         }
         Ok(out)
@@ -348,9 +408,16 @@ mod tests {
             len: 100,
         };
         let mut b = IndexBatch::default();
-        b.put_entry(LedgerId(1), EntryId(0), &loc);
-        b.put_entry(LedgerId(1), EntryId(1), &Location { file_id: 4, ..loc });
-        b.put_entry(LedgerId(2), EntryId(0), &loc);
+        let mut blk = EMPTY_BLOCK;
+        blk[0] = Some(loc);
+        blk[1] = Some(Location { file_id: 4, ..loc });
+        b.put_block(LedgerId(1), 0, &blk);
+        let mut far = EMPTY_BLOCK;
+        far[63] = Some(loc);
+        b.put_block(LedgerId(1), 2, &far);
+        let mut other = EMPTY_BLOCK;
+        other[0] = Some(loc);
+        b.put_block(LedgerId(2), 0, &other);
         let meta = LedgerMeta {
             fence_epoch: Epoch(2),
             lac: Some(EntryId(0)),
@@ -368,9 +435,11 @@ mod tests {
 
         assert_eq!(idx.get_entry(LedgerId(1), EntryId(0)).unwrap(), Some(loc));
         assert_eq!(idx.get_entry(LedgerId(1), EntryId(2)).unwrap(), None);
+        assert_eq!(idx.get_entry(LedgerId(1), EntryId(191)).unwrap(), Some(loc));
+        assert_eq!(idx.get_entry(LedgerId(1), EntryId(190)).unwrap(), None);
         assert_eq!(
             idx.entries_in_file(LedgerId(1), 3).unwrap(),
-            vec![(EntryId(0), loc)]
+            vec![(EntryId(0), loc), (EntryId(191), loc)]
         );
         assert_eq!(idx.load_ledgers().unwrap(), vec![(LedgerId(1), meta)]);
         assert_eq!(idx.load_usage().unwrap()[&3][&LedgerId(1)], 100);

@@ -15,6 +15,7 @@
 
 pub mod apply;
 pub mod bookie;
+pub mod cache;
 pub mod config;
 pub mod cookie;
 pub mod disk;
@@ -24,6 +25,7 @@ pub mod health;
 pub mod index;
 pub mod journal;
 pub mod ledgers;
+pub mod queue;
 pub mod server;
 pub mod signal;
 pub mod usage;

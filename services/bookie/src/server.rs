@@ -161,6 +161,7 @@ async fn connection(
                             version: PROTOCOL_VERSION,
                             bookie_id: bookie.cookie().bookie_id.to_string(),
                             instance_id: bookie.cookie().instance_id,
+                            max_frame_len: max_frame as u32,
                         }),
                     ));
                 }
@@ -198,6 +199,18 @@ async fn connection(
                     Ok(done) => {
                         tasks.spawn(async move {
                             reply(done.await.map(|()| Response::Added { ledger, entry }));
+                            drop(permit);
+                        });
+                    }
+                    Err(e) => reply(Err(e)),
+                }
+            }
+            Request::AddBatch(b) => {
+                let (ledger, count) = (b.ledger, b.entries.len() as u32);
+                match bookie.add_batch(b) {
+                    Ok(done) => {
+                        tasks.spawn(async move {
+                            reply(done.await.map(|()| Response::AddedBatch { ledger, count }));
                             drop(permit);
                         });
                     }

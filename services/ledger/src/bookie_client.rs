@@ -2,19 +2,21 @@
 //!
 //! Any number of requests may be outstanding: each gets a fresh request id, a writer task
 //! coalesces queued frames into few writes, and a reader task routes each response to its
-//! waiter by id. When the connection fails, every outstanding request fails with
+//! waiter by id. Adds queued at the same moment for the same ledger and epoch are sent as one
+//! `add batch` request (no waiting to fill a batch: only what is already queued is combined),
+//! which the bookie admits and journals as a unit; each add still gets its own answer. When the connection fails, every outstanding request fails with
 //! [`ClientError::Disconnected`] and the client stays closed; reconnecting is the caller's
 //! decision (the replication layer replaces failed bookies rather than waiting for them).
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use dlog_api::wire::bookie::{
-    AddEntry, BookieInfo, Fence, Hello, LacInfo, ReadEntry, ReadEntryOk, ReadLac, Request,
-    Response, ResponseError, WriteLac,
+    AddBatch, AddEntry, BookieInfo, Fence, Hello, LacInfo, MAX_BATCH_ENTRIES, ReadEntry,
+    ReadEntryOk, ReadLac, Request, Response, ResponseError, WriteLac,
 };
 use dlog_api::wire::{DEFAULT_MAX_FRAME_LEN, FrameCodec, PROTOCOL_VERSION};
 use dlog_api::{EntryId, Epoch, ErrorCode, ErrorKind, LedgerId};
@@ -85,31 +87,157 @@ impl Default for ClientOptions {
     }
 }
 
-type Waiter = oneshot::Sender<Result<Response, ClientError>>;
+type Reply = oneshot::Sender<Result<Response, ClientError>>;
+
+/// Who waits for a response: one request, or the adds of a batch.
+#[derive(Debug)]
+enum Waiter {
+    One(Reply),
+    Batch(LedgerId, Vec<(EntryId, Reply)>),
+}
+
+impl Waiter {
+    fn complete(self, r: Result<Response, ClientError>) {
+        match self {
+            Waiter::One(w) => {
+                let _ = w.send(r);
+            }
+            Waiter::Batch(ledger, adds) => match r {
+                Ok(Response::AddedBatch { count, .. }) if count as usize == adds.len() => {
+                    for (entry, w) in adds {
+                        let _ = w.send(Ok(Response::Added { ledger, entry }));
+                    }
+                }
+                Ok(other) => {
+                    let e = unexpected("add batch", &other);
+                    for (_, w) in adds {
+                        let _ = w.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    for (_, w) in adds {
+                        let _ = w.send(Err(e.clone()));
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// What callers queue for the writer task.
+#[derive(Debug)]
+enum Outgoing {
+    /// An encoded frame whose waiter is already registered.
+    Frame(BytesMut),
+    /// An add, which the writer may combine with adjacent ones.
+    Add(AddEntry, Reply),
+}
 
 #[derive(Debug)]
 struct Shared {
     pending: Mutex<Option<HashMap<u64, Waiter>>>,
     next_id: AtomicU64,
-    max_frame_len: usize,
+    /// The smaller of ours and the bookie's limit, once the handshake told us.
+    max_frame_len: AtomicUsize,
+    closed: AtomicBool,
 }
 
 impl Shared {
     /// Fails every waiter and refuses new requests.
     fn close(&self, why: &str) {
+        self.closed.store(true, Ordering::Release);
         if let Some(pending) = self.pending.lock().take() {
             for (_, w) in pending {
-                let _ = w.send(Err(ClientError::Disconnected(why.to_string())));
+                w.complete(Err(ClientError::Disconnected(why.to_string())));
             }
         }
     }
+
+    /// Registers a waiter under a fresh request id; `None` if the connection is closed.
+    fn register(&self, w: Waiter) -> Result<u64, Waiter> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        match self.pending.lock().as_mut() {
+            Some(p) => {
+                p.insert(id, w);
+                Ok(id)
+            }
+            None => Err(w),
+        }
+    }
+}
+
+/// Encodes queued items into `buf`, combining runs of adds to the same ledger and epoch.
+fn encode_outgoing(shared: &Shared, items: Vec<Outgoing>, buf: &mut BytesMut) {
+    let max = shared.max_frame_len.load(Ordering::Relaxed);
+    let mut run: Vec<(AddEntry, Reply)> = Vec::new();
+    let flush = |run: &mut Vec<(AddEntry, Reply)>, buf: &mut BytesMut| {
+        if run.is_empty() {
+            return;
+        }
+        let adds = std::mem::take(run);
+        let (waiter, req) = if adds.len() == 1 {
+            let (a, w) = adds.into_iter().next().expect("one add");
+            (Waiter::One(w), Request::Add(a))
+        } else {
+            let first = &adds[0].0;
+            let (ledger, epoch, recovery) = (first.ledger, first.epoch, first.recovery);
+            let lac = adds.iter().map(|(a, _)| a.lac).max().flatten();
+            let mut entries = Vec::with_capacity(adds.len());
+            let mut waiters = Vec::with_capacity(adds.len());
+            for (a, w) in adds {
+                entries.push((a.entry, a.data));
+                waiters.push((a.entry, w));
+            }
+            let req = Request::AddBatch(AddBatch {
+                ledger,
+                epoch,
+                lac,
+                recovery,
+                entries,
+            });
+            (Waiter::Batch(ledger, waiters), req)
+        };
+        match shared.register(waiter) {
+            Ok(id) => {
+                if let Err(e) = req.encode(id, buf, max)
+                    && let Some(w) = shared.pending.lock().as_mut().and_then(|p| p.remove(&id))
+                {
+                    w.complete(Err(ClientError::Invalid(e.to_string())));
+                }
+            }
+            Err(w) => w.complete(Err(ClientError::Disconnected("connection closed".into()))),
+        }
+    };
+    let mut run_bytes = 0usize;
+    for item in items {
+        match item {
+            Outgoing::Frame(f) => {
+                flush(&mut run, buf);
+                run_bytes = 0;
+                buf.extend_from_slice(&f);
+            }
+            Outgoing::Add(a, w) => {
+                let same = run.first().is_some_and(|(r, _)| {
+                    (r.ledger, r.epoch, r.recovery) == (a.ledger, a.epoch, a.recovery)
+                });
+                let size = a.data.len() + 12;
+                if !same || run.len() >= MAX_BATCH_ENTRIES || run_bytes + size + 256 > max {
+                    flush(&mut run, buf);
+                    run_bytes = 0;
+                }
+                run_bytes += size;
+                run.push((a, w));
+            }
+        }
+    }
+    flush(&mut run, buf);
 }
 
 /// A connection to one bookie. Cheap to clone; clones share the connection.
 #[derive(Debug, Clone)]
 pub struct BookieClient {
     shared: Arc<Shared>,
-    tx: mpsc::UnboundedSender<BytesMut>,
+    tx: mpsc::UnboundedSender<Outgoing>,
     hello: Arc<dlog_api::wire::bookie::HelloOk>,
 }
 
@@ -129,26 +257,36 @@ impl BookieClient {
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
             next_id: AtomicU64::new(1),
-            max_frame_len: opts.max_frame_len,
+            max_frame_len: AtomicUsize::new(opts.max_frame_len),
+            closed: AtomicBool::new(false),
         });
-        let (tx, mut rx) = mpsc::unbounded_channel::<BytesMut>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Outgoing>();
 
         let s = shared.clone();
         tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(256 << 10);
+            let mut items = Vec::new();
             while let Some(first) = rx.recv().await {
-                buf.unsplit(first);
-                while buf.len() < (1 << 20) {
+                items.push(first);
+                while items.len() < 4096 {
                     match rx.try_recv() {
-                        Ok(more) => buf.extend_from_slice(&more),
+                        Ok(more) => items.push(more),
                         Err(_) => break,
                     }
                 }
+                encode_outgoing(&s, std::mem::take(&mut items), &mut buf);
                 if let Err(e) = wr.write_all(&buf).await {
                     s.close(&format!("write: {e}"));
-                    return;
+                    break;
                 }
                 buf.clear();
+            }
+            // Fail what is still queued (the connection is gone or the client was dropped).
+            rx.close();
+            while let Ok(item) = rx.try_recv() {
+                if let Outgoing::Add(_, w) = item {
+                    let _ = w.send(Err(ClientError::Disconnected("connection closed".into())));
+                }
             }
             let _ = wr.shutdown().await;
         });
@@ -184,7 +322,7 @@ impl BookieClient {
                             Ok(Err(e)) => Err(ClientError::Server(e)),
                             Err(e) => Err(ClientError::Protocol(e.to_string())),
                         };
-                        let _ = waiter.send(r);
+                        waiter.complete(r);
                     }
                 }
             };
@@ -198,6 +336,7 @@ impl BookieClient {
                 version: 0,
                 bookie_id: String::new(),
                 instance_id: 0,
+                max_frame_len: 0,
             }),
         };
         let hello = Request::Hello(Hello {
@@ -209,6 +348,11 @@ impl BookieClient {
         });
         match tokio::time::timeout(opts.connect_timeout, client.call(hello)).await {
             Ok(Ok(Response::Hello(h))) => {
+                let theirs = h.max_frame_len as usize;
+                client
+                    .shared
+                    .max_frame_len
+                    .fetch_min(theirs.max(4096), Ordering::Relaxed);
                 client.hello = Arc::new(h);
                 Ok(client)
             }
@@ -231,32 +375,40 @@ impl BookieClient {
 
     /// Whether the connection has failed.
     pub fn is_closed(&self) -> bool {
-        self.shared.pending.lock().is_none()
+        self.shared.closed.load(Ordering::Acquire)
     }
 
     /// Sends one request and waits for its response.
     pub async fn call(&self, req: Request) -> Result<Response, ClientError> {
-        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
-        let mut buf = BytesMut::new();
-        req.encode(id, &mut buf, self.shared.max_frame_len)
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
         let (w, rx) = oneshot::channel();
-        {
-            let mut pending = self.shared.pending.lock();
-            let Some(p) = pending.as_mut() else {
-                return Err(ClientError::Disconnected("connection closed".into()));
-            };
-            p.insert(id, w);
+        let id = self
+            .shared
+            .register(Waiter::One(w))
+            .map_err(|_| ClientError::Disconnected("connection closed".into()))?;
+        let mut buf = BytesMut::new();
+        let max = self.shared.max_frame_len.load(Ordering::Relaxed);
+        if let Err(e) = req.encode(id, &mut buf, max) {
+            self.shared.pending.lock().as_mut().map(|p| p.remove(&id));
+            return Err(ClientError::Invalid(e.to_string()));
         }
-        if self.tx.send(buf).is_err() {
+        if self.tx.send(Outgoing::Frame(buf)).is_err() {
             self.shared.close("writer stopped");
         }
         rx.await
             .unwrap_or_else(|_| Err(ClientError::Disconnected("connection closed".into())))
     }
 
+    /// Adds one entry; resolves once the bookie has it durably. Adds queued together for the
+    /// same ledger and epoch travel as one batch.
     pub async fn add(&self, a: AddEntry) -> Result<(), ClientError> {
-        match self.call(Request::Add(a)).await? {
+        let (w, rx) = oneshot::channel();
+        if self.tx.send(Outgoing::Add(a, w)).is_err() {
+            return Err(ClientError::Disconnected("connection closed".into()));
+        }
+        match rx
+            .await
+            .unwrap_or_else(|_| Err(ClientError::Disconnected("connection closed".into())))?
+        {
             Response::Added { .. } => Ok(()),
             other => Err(unexpected("add", &other)),
         }

@@ -8,7 +8,7 @@
 //!
 //! | op | request | ok response |
 //! |---|---|---|
-//! | 1 hello | min_version u8, max_version u8, client str16, auth_method str16, auth_data u32-len bytes | version u8, bookie_id str16, instance_id u64 |
+//! | 1 hello | min_version u8, max_version u8, client str16, auth_method str16, auth_data u32-len bytes | version u8, bookie_id str16, instance_id u64, max_frame_len u32 |
 //! | 2 add | ledger u64, entry u64, epoch u64, lac opt_entry, flags u8 (bit 0 recovery), data (rest) | ledger u64, entry u64 |
 //! | 3 read | ledger u64, entry u64, flags u8 (bit 0 fence), epoch u64 | ledger u64, entry u64, lac opt_entry, data (rest) |
 //! | 4 read lac | ledger u64, known opt_entry, wait_ms u32 | lac info |
@@ -16,6 +16,7 @@
 //! | 6 delete | ledger u64 | (empty) |
 //! | 7 info | (empty) | bookie info |
 //! | 8 write lac | ledger u64, epoch u64, lac u64 | (empty) |
+//! | 9 add batch | ledger u64, epoch u64, lac opt_entry, flags u8 (bit 0 recovery), count u32, count × (entry u64, len u32, entry bytes) | ledger u64, count u32 |
 //!
 //! `lac info` = lac opt_entry, last_entry opt_entry, fence_epoch u64.
 //! `bookie info` = bookie_id str16, instance_id u64, state u8 (0 writable, 1 read-only,
@@ -40,7 +41,11 @@ pub mod op {
     pub const DELETE: u8 = 6;
     pub const INFO: u8 = 7;
     pub const WRITE_LAC: u8 = 8;
+    pub const ADD_BATCH: u8 = 9;
 }
+
+/// Most entries in one add batch.
+pub const MAX_BATCH_ENTRIES: usize = 8192;
 
 const MAX_STRING: usize = 1024;
 const MAX_AUTH: usize = 16 << 10;
@@ -64,6 +69,8 @@ pub struct HelloOk {
     pub version: u8,
     pub bookie_id: String,
     pub instance_id: u64,
+    /// The largest frame the bookie accepts; clients size their batches to it.
+    pub max_frame_len: u32,
 }
 
 /// Store entry `entry` of `ledger`. `data` is a sealed [`crate::Entry`] envelope.
@@ -77,6 +84,18 @@ pub struct AddEntry {
     /// Set by ledger recovery when it re-replicates an entry.
     pub recovery: bool,
     pub data: Bytes,
+}
+
+/// Store several entries of one ledger, all or none: the bookie admits them together (one
+/// fencing decision) and makes them durable in one journal commit. Clients coalesce queued adds
+/// into batches to amortise per-request costs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddBatch {
+    pub ledger: LedgerId,
+    pub epoch: Epoch,
+    pub lac: Option<EntryId>,
+    pub recovery: bool,
+    pub entries: Vec<(EntryId, Bytes)>,
 }
 
 /// Read one entry; with `fence`, first fence the ledger at that epoch (recovery reads fence).
@@ -166,6 +185,7 @@ pub enum Request {
     Delete(LedgerId),
     Info,
     WriteLac(WriteLac),
+    AddBatch(AddBatch),
 }
 
 /// A successful answer.
@@ -179,6 +199,7 @@ pub enum Response {
     Deleted,
     Info(BookieInfo),
     LacWritten,
+    AddedBatch { ledger: LedgerId, count: u32 },
 }
 
 /// A failed answer: a stable code and a human message.
@@ -209,6 +230,7 @@ impl Request {
             Request::Delete(_) => op::DELETE,
             Request::Info => op::INFO,
             Request::WriteLac(_) => op::WRITE_LAC,
+            Request::AddBatch(_) => op::ADD_BATCH,
         }
     }
 
@@ -267,6 +289,7 @@ impl Request {
                 body.put_u64_le(w.lac.0);
                 &[]
             }
+            Request::AddBatch(b) => return encode_batch(b, request_id, dst, max_frame_len),
         };
         encode_parts(
             dst,
@@ -352,6 +375,36 @@ impl Request {
                 epoch: Epoch(c.u64("write lac epoch")?),
                 lac: EntryId(c.u64("write lac value")?),
             }),
+            op::ADD_BATCH => {
+                let ledger = LedgerId(c.u64("batch ledger")?);
+                let epoch = Epoch(c.u64("batch epoch")?);
+                let lac = EntryId::from_wire(c.u64("batch lac")?);
+                let flags = c.u8("batch flags")?;
+                if flags & !1 != 0 {
+                    return Err(DecodeError::invalid("batch flags", format!("{flags:#04x}")).into());
+                }
+                let count = c.u32("batch count")? as usize;
+                if count == 0 || count > MAX_BATCH_ENTRIES || count > c.remaining() / 12 {
+                    return Err(DecodeError::invalid(
+                        "batch count",
+                        format!("{count} entries (1 to {MAX_BATCH_ENTRIES}, and within the frame)"),
+                    )
+                    .into());
+                }
+                let mut entries = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let entry = EntryId(c.u64("batch entry id")?);
+                    let data = c.len_bytes("batch entry", usize::MAX)?;
+                    entries.push((entry, data));
+                }
+                Request::AddBatch(AddBatch {
+                    ledger,
+                    epoch,
+                    lac,
+                    recovery: flags & 1 != 0,
+                    entries,
+                })
+            }
             other => return Err(RequestDecodeError::UnknownOp(other)),
         };
         c.finish("request")?;
@@ -388,6 +441,7 @@ impl Response {
             Response::Deleted => op::DELETE,
             Response::Info(_) => op::INFO,
             Response::LacWritten => op::WRITE_LAC,
+            Response::AddedBatch { .. } => op::ADD_BATCH,
         }
     }
 
@@ -405,6 +459,7 @@ impl Response {
                 body.put_u8(h.version);
                 put_string(&mut body, &h.bookie_id);
                 body.put_u64_le(h.instance_id);
+                body.put_u32_le(h.max_frame_len);
                 &[]
             }
             Response::Added { ledger, entry } => {
@@ -423,6 +478,11 @@ impl Response {
                 &[]
             }
             Response::Deleted | Response::LacWritten => &[],
+            Response::AddedBatch { ledger, count } => {
+                body.put_u64_le(ledger.0);
+                body.put_u32_le(*count);
+                &[]
+            }
             Response::Info(i) => {
                 put_string(&mut body, &i.bookie_id);
                 body.put_u64_le(i.instance_id);
@@ -498,6 +558,7 @@ impl Response {
                 version: c.u8("hello version")?,
                 bookie_id: c.string("hello bookie id", MAX_STRING)?,
                 instance_id: c.u64("hello instance id")?,
+                max_frame_len: c.u32("hello max frame length")?,
             }),
             op::ADD => Response::Added {
                 ledger: LedgerId(c.u64("added ledger")?),
@@ -541,6 +602,10 @@ impl Response {
                 })
             }
             op::WRITE_LAC => Response::LacWritten,
+            op::ADD_BATCH => Response::AddedBatch {
+                ledger: LedgerId(c.u64("batch ledger")?),
+                count: c.u32("batch count")?,
+            },
             other => {
                 return Err(DecodeError::invalid(
                     "response op",
@@ -551,6 +616,45 @@ impl Response {
         c.finish("response")?;
         Ok(Ok(resp))
     }
+}
+
+/// Encodes an add batch straight into `dst`: one copy of each entry, no intermediate body.
+fn encode_batch(
+    b: &AddBatch,
+    request_id: u64,
+    dst: &mut BytesMut,
+    max_frame_len: usize,
+) -> Result<(), FrameError> {
+    let body_len = 8 + 8 + 8 + 1 + 4 + b.entries.iter().map(|(_, d)| 12 + d.len()).sum::<usize>();
+    let len = super::frame::FRAME_HEADER_LEN + body_len;
+    if len > max_frame_len {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: max_frame_len,
+        });
+    }
+    write_frame(
+        dst,
+        FrameKind::Request,
+        op::ADD_BATCH,
+        request_id,
+        &[],
+        max_frame_len,
+    )?;
+    let start = dst.len() - 4 - super::frame::FRAME_HEADER_LEN;
+    dst[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    dst.reserve(body_len);
+    dst.put_u64_le(b.ledger.0);
+    dst.put_u64_le(b.epoch.0);
+    dst.put_u64_le(EntryId::to_wire(b.lac));
+    dst.put_u8(u8::from(b.recovery));
+    dst.put_u32_le(b.entries.len() as u32);
+    for (e, d) in &b.entries {
+        dst.put_u64_le(e.0);
+        dst.put_u32_le(d.len() as u32);
+        dst.put_slice(d);
+    }
+    Ok(())
 }
 
 fn put_lac_info(body: &mut BytesMut, i: &LacInfo) {
@@ -647,6 +751,17 @@ mod tests {
                 epoch: Epoch(1),
                 lac: EntryId(7),
             }),
+            Request::AddBatch(AddBatch {
+                ledger: LedgerId(5),
+                epoch: Epoch(2),
+                lac: Some(EntryId(3)),
+                recovery: false,
+                entries: vec![
+                    (EntryId(4), Bytes::from_static(b"four")),
+                    (EntryId(5), Bytes::from_static(b"")),
+                    (EntryId(6), Bytes::from_static(b"six!")),
+                ],
+            }),
         ]
     }
 
@@ -661,6 +776,7 @@ mod tests {
                 version: 1,
                 bookie_id: "b-1".into(),
                 instance_id: 99,
+                max_frame_len: 1 << 20,
             }),
             Response::Added {
                 ledger: LedgerId(1),
@@ -687,6 +803,10 @@ mod tests {
                 state_reason: "disk usage 96% above 95%".into(),
             }),
             Response::LacWritten,
+            Response::AddedBatch {
+                ledger: LedgerId(5),
+                count: 3,
+            },
         ]
     }
 
@@ -766,6 +886,27 @@ mod tests {
             Err(FrameError::TooLarge { .. })
         ));
         assert!(buf.is_empty(), "nothing half-written");
+    }
+
+    #[test]
+    fn batch_counts_are_bounded_before_allocation() {
+        for count in [0u32, 2, MAX_BATCH_ENTRIES as u32 + 1, u32::MAX] {
+            let mut body = BytesMut::new();
+            body.put_u64_le(1);
+            body.put_u64_le(1);
+            body.put_u64_le(u64::MAX);
+            body.put_u8(0);
+            body.put_u32_le(count);
+            body.put_slice(&[0u8; 12]); // room for one empty entry only
+            let mut buf = BytesMut::new();
+            write_frame(&mut buf, FrameKind::Request, op::ADD_BATCH, 1, &body, MAX).unwrap();
+            let f = one_frame(&mut buf);
+            assert_eq!(
+                Request::decode(&f).unwrap_err().code(),
+                ErrorCode::BadFrame,
+                "count {count}"
+            );
+        }
     }
 
     #[test]

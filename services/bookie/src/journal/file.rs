@@ -6,7 +6,7 @@
 //! 4 KiB-aligned buffer so the same code serves O_DIRECT and buffered IO.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -83,7 +83,7 @@ pub fn create_file(
         std::fs::rename(old, &tmp)?;
     }
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let f = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -95,13 +95,7 @@ pub fn create_file(
             ));
             rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size)?;
             if mode == Preallocate::Zero {
-                let zeros = vec![0u8; 1 << 20];
-                let mut left = size;
-                while left > 0 {
-                    let n = left.min(zeros.len() as u64) as usize;
-                    f.write_all(&zeros[..n])?;
-                    left -= n as u64;
-                }
+                zero_fill(&tmp, size)?;
             }
         } else if f.metadata()?.len() != size {
             f.set_len(size)?;
@@ -117,6 +111,28 @@ pub fn create_file(
     std::fs::rename(&tmp, &path)?;
     sync_dir(dir)?;
     Ok(path)
+}
+
+/// Writes zeros over the whole file, with O_DIRECT where the filesystem allows it so that the
+/// page cache (and the CPU copying into it) stays out of the way of the journal.
+fn zero_fill(path: &Path, size: u64) -> io::Result<()> {
+    let f = match OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(_) => OpenOptions::new().write(true).open(path)?,
+    };
+    let mut zeros = AlignedBuf::with_capacity(1 << 20);
+    zeros.zero_extend_to(1 << 20);
+    let mut at = 0u64;
+    while at < size {
+        let n = (size - at).min(1 << 20) as usize;
+        f.write_all_at(&zeros.as_slice()[..n], at)?;
+        at += n as u64;
+    }
+    Ok(())
 }
 
 /// A journal file open for appending commits.

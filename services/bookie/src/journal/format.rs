@@ -235,10 +235,10 @@ impl Record {
             }
     }
 
-    /// Appends the record; for adds and relocations returns the offset of the entry bytes
-    /// relative to the start of `out` as it was when called.
-    pub fn encode(&self, out: &mut BytesMut) -> Option<usize> {
-        let start = out.len();
+    /// Appends everything but the entry bytes to `out`, and returns the entry bytes (for adds
+    /// and relocations), which the caller appends right after: the writer copies them straight
+    /// into its aligned buffer.
+    pub fn encode_head(&self, out: &mut Vec<u8>) -> Option<&Bytes> {
         let (ty, data) = match self {
             Record::Add { data, .. } => (REC_ADD, Some(data)),
             Record::Fence { .. } => (REC_FENCE, None),
@@ -268,11 +268,21 @@ impl Record {
                 out.put_u64_le(old.offset);
             }
         }
-        let data = data?;
-        out.put_u32_le(data.len() as u32);
-        let at = out.len() - start;
-        out.put_slice(data);
-        Some(at)
+        if let Some(d) = data {
+            out.put_u32_le(d.len() as u32);
+        }
+        data
+    }
+
+    /// Appends the whole record; for adds and relocations returns the offset of the entry bytes
+    /// from the start of the record.
+    pub fn encode(&self, out: &mut BytesMut) -> Option<usize> {
+        let mut head = Vec::with_capacity(64);
+        let data = self.encode_head(&mut head);
+        out.put_slice(&head);
+        let d = data?;
+        out.put_slice(d);
+        Some(head.len())
     }
 }
 

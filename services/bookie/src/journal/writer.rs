@@ -2,9 +2,10 @@
 //!
 //! One OS thread owns the journal file. It blocks for the first queued operation, takes
 //! everything else queued (up to `max_commit_bytes`), writes it as one commit at the next 4 KiB
-//! boundary, fsyncs, applies it to the index, and only then completes the operations. While it
-//! writes and syncs, new operations queue up; the next commit starts as soon as the previous
-//! fsync returns and takes them all. There is no timer: under light load a commit holds one
+//! boundary and fsyncs. While it writes and syncs, new operations queue up; the next commit
+//! starts as soon as the previous fsync returns and takes them all. A second thread applies each
+//! durable commit to the index, in order, and only then completes its operations, so indexing
+//! one commit overlaps with writing the next. There is no timer: under light load a commit holds one
 //! entry and latency is one write plus one fsync; under heavy load commits grow and throughput
 //! follows the disk's sequential bandwidth.
 //!
@@ -14,8 +15,6 @@
 
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use crossbeam_channel::{Receiver, Sender};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
@@ -28,20 +27,20 @@ use crate::apply::{Applier, DurableCommit};
 use crate::error::BookieError;
 use crate::health::Health;
 use crate::index::AppliedPos;
+use crate::queue::BatchQueue;
 
 /// Completes when the operation is durable (or failed).
 pub type Completion = oneshot::Sender<Result<(), BookieError>>;
 
 #[derive(Debug)]
 pub enum Op {
-    Record {
-        record: Record,
+    /// Records journaled together, in one commit, and completed together.
+    Write {
+        records: Vec<Record>,
         done: Completion,
     },
     /// Completes once everything queued before it is durable.
-    Barrier {
-        done: Completion,
-    },
+    Barrier { done: Completion },
     /// Finish everything queued before it, then stop.
     Shutdown,
 }
@@ -49,16 +48,19 @@ pub enum Op {
 /// Submits operations to the journal thread. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct JournalHandle {
-    tx: Sender<Op>,
+    tx: Arc<BatchQueue<Op>>,
 }
 
 impl JournalHandle {
     /// Queues `record`; the receiver resolves once it is durable. Never blocks.
     pub fn submit(&self, record: Record) -> oneshot::Receiver<Result<(), BookieError>> {
+        self.submit_all(vec![record])
+    }
+
+    /// Queues `records` to be journaled in one commit; resolves once all are durable.
+    pub fn submit_all(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), BookieError>> {
         let (done, rx) = oneshot::channel();
-        if let Err(e) = self.tx.send(Op::Record { record, done })
-            && let Op::Record { done, .. } = e.0
-        {
+        if let Err(Op::Write { done, .. }) = self.tx.push(Op::Write { records, done }) {
             let _ = done.send(Err(BookieError::ShuttingDown));
         }
         rx
@@ -66,21 +68,19 @@ impl JournalHandle {
 
     pub fn barrier(&self) -> oneshot::Receiver<Result<(), BookieError>> {
         let (done, rx) = oneshot::channel();
-        if let Err(e) = self.tx.send(Op::Barrier { done })
-            && let Op::Barrier { done } = e.0
-        {
+        if let Err(Op::Barrier { done }) = self.tx.push(Op::Barrier { done }) {
             let _ = done.send(Err(BookieError::ShuttingDown));
         }
         rx
     }
 
     pub fn shutdown(&self) {
-        let _ = self.tx.send(Op::Shutdown);
+        let _ = self.tx.push(Op::Shutdown);
     }
 
-    pub fn channel() -> (JournalHandle, Receiver<Op>) {
-        let (tx, rx) = crossbeam_channel::unbounded();
-        (JournalHandle { tx }, rx)
+    pub fn channel() -> (JournalHandle, Arc<BatchQueue<Op>>) {
+        let q = Arc::new(BatchQueue::default());
+        (JournalHandle { tx: q.clone() }, q)
     }
 }
 
@@ -104,25 +104,31 @@ pub struct WriterConfig {
     pub salt: u64,
 }
 
+/// Work for the apply thread, in journal order.
+#[derive(Debug)]
+enum ApplyJob {
+    Commit {
+        pos: AppliedPos,
+        records: Vec<(Record, Option<Location>)>,
+        dones: Vec<Completion>,
+    },
+    Barrier(Completion),
+}
+
 #[derive(Debug)]
 pub struct Writer {
     cfg: WriterConfig,
     file: WriteFile,
     pos: Position,
     buf: AlignedBuf,
-    body: BytesMut,
     spares: Arc<Spares>,
-    applier: Applier,
     health: Arc<Health>,
+    apply_tx: Arc<BatchQueue<ApplyJob>>,
+    apply_thread: Option<std::thread::JoinHandle<()>>,
 }
 
-/// Bytes an operation adds to a commit.
-fn op_len(op: &Op) -> usize {
-    match op {
-        Op::Record { record, .. } => record.encoded_len(),
-        Op::Barrier { .. } | Op::Shutdown => 0,
-    }
-}
+/// One operation's records, with its completion.
+type Pending = (Vec<Record>, Completion);
 
 impl Writer {
     pub fn new(
@@ -138,45 +144,46 @@ impl Writer {
         ))?;
         spares.want(pos.file_id + 1);
         let cap = cfg.max_commit_bytes + BLOCK;
+        let apply_tx = Arc::new(BatchQueue::default());
+        let apply_rx = apply_tx.clone();
+        let h = health.clone();
+        let apply_thread = std::thread::Builder::new()
+            .name("dlog-apply".into())
+            .spawn(move || apply_loop(&applier, &h, &apply_rx))
+            .map_err(BookieError::io("spawn the apply thread"))?;
         Ok(Writer {
             cfg,
             file,
             pos,
             buf: AlignedBuf::with_capacity(cap),
-            body: BytesMut::with_capacity(cap),
             spares,
-            applier,
             health,
+            apply_tx,
+            apply_thread: Some(apply_thread),
         })
     }
 
-    /// The thread body: runs until [`Op::Shutdown`] or until every handle is dropped.
-    pub fn run(mut self, rx: Receiver<Op>) {
+    /// The thread body: runs until [`Op::Shutdown`] or until every handle is dropped, then
+    /// waits for the apply thread to finish what was written.
+    pub fn run(mut self, rx: Arc<BatchQueue<Op>>) {
         let mut batch: Vec<Op> = Vec::new();
-        'outer: while let Ok(first) = rx.recv() {
-            let mut bytes = op_len(&first);
-            batch.push(first);
-            while bytes < self.cfg.max_commit_bytes {
-                match rx.try_recv() {
-                    Ok(op) => {
-                        bytes += op_len(&op);
-                        batch.push(op);
-                    }
-                    Err(_) => break,
-                }
-            }
+        while rx.drain_into(&mut batch) {
             let stop = batch.iter().position(|op| matches!(op, Op::Shutdown));
             if let Some(i) = stop {
                 let after: Vec<Op> = batch.drain(i..).collect();
                 self.process(std::mem::take(&mut batch));
                 refuse(after, || BookieError::ShuttingDown);
-                break 'outer;
+                break;
             }
             self.process(std::mem::take(&mut batch));
         }
         // Refuse whatever is still queued.
         self.health.set_draining();
-        refuse(rx.try_iter().collect(), || BookieError::ShuttingDown);
+        refuse(rx.close_and_take(), || BookieError::ShuttingDown);
+        self.apply_tx.close();
+        if let Some(t) = self.apply_thread.take() {
+            let _ = t.join();
+        }
         debug!("journal writer stopped");
     }
 
@@ -186,16 +193,16 @@ impl Writer {
             refuse(batch, || BookieError::JournalFailed(reason.clone()));
             return;
         }
-        let mut records: Vec<(Record, Completion)> = Vec::with_capacity(batch.len());
+        let mut ops: Vec<Pending> = Vec::with_capacity(batch.len());
         let mut barriers = Vec::new();
         for op in batch {
             match op {
-                Op::Record { record, done } => records.push((record, done)),
+                Op::Write { records, done } => ops.push((records, done)),
                 Op::Barrier { done } => barriers.push(done),
                 Op::Shutdown => {}
             }
         }
-        let mut rest = records.into_iter().peekable();
+        let mut rest = ops.into_iter().peekable();
         while rest.peek().is_some() {
             if self.pos.ended
                 && let Err(e) = self.roll()
@@ -206,30 +213,32 @@ impl Writer {
                 ))));
                 continue;
             }
+            // Take whole operations while they fit in this file.
             let mut size = COMMIT_HEADER_LEN as u64;
-            let mut group = Vec::new();
-            while let Some((rec, _)) = rest.peek() {
-                let next = size + rec.encoded_len() as u64;
-                if self.pos.offset + align_up(next) > self.limit(rec) {
+            let mut group: Vec<Pending> = Vec::new();
+            while let Some((recs, _)) = rest.peek() {
+                let next = size + recs.iter().map(Record::encoded_len).sum::<usize>() as u64;
+                let too_big = next > self.cfg.max_commit_bytes as u64 && !group.is_empty();
+                if too_big || self.pos.offset + align_up(next) > self.limit(recs) {
                     break;
                 }
                 size = next;
                 group.push(rest.next().expect("peeked"));
             }
             if group.is_empty() {
-                let (rec, done) = rest.next().expect("peeked");
+                let (recs, done) = rest.next().expect("peeked");
                 if self.pos.offset == BLOCK as u64 {
                     // A fresh file cannot hold it: impossible with a validated config.
                     let _ = done.send(Err(BookieError::Internal(format!(
-                        "journal record of {} bytes does not fit in a journal file",
-                        rec.encoded_len()
+                        "journal operation of {} bytes does not fit in a journal file",
+                        recs.iter().map(Record::encoded_len).sum::<usize>()
                     ))));
                     continue;
                 }
-                // Not even the first record fits: move to the next file, then try again.
+                // Not even the first operation fits: move to the next file, then try again.
                 match self.roll() {
                     Ok(()) => {
-                        let mut again = vec![(rec, done)];
+                        let mut again = vec![(recs, done)];
                         again.extend(rest.by_ref());
                         rest = again.into_iter().peekable();
                     }
@@ -255,88 +264,77 @@ impl Writer {
                 break;
             }
         }
-        let result = if self.health.is_failed() {
-            Err(self.health.failed_reason())
-        } else {
-            Ok(())
-        };
         for b in barriers {
-            let _ = b.send(result.clone().map_err(BookieError::JournalFailed));
+            // Completed by the apply thread once everything before it is applied.
+            if let Err(ApplyJob::Barrier(b)) = self.apply_tx.push(ApplyJob::Barrier(b)) {
+                let _ = b.send(Err(BookieError::ShuttingDown));
+            }
         }
     }
 
-    /// Writes, syncs and applies one commit, then completes its operations.
-    fn commit(
-        &mut self,
-        group: Vec<(Record, Completion)>,
-    ) -> Result<(), (String, Vec<Completion>)> {
+    /// Writes and syncs one commit, then hands it to the apply thread, which completes it.
+    fn commit(&mut self, group: Vec<Pending>) -> Result<(), (String, Vec<Completion>)> {
         let start = self.pos.offset;
-        self.body.clear();
-        let mut applied: Vec<(Record, Option<Location>)> = Vec::with_capacity(group.len());
         let file_id = self.file.file_id;
-        let data_base = start + COMMIT_HEADER_LEN as u64;
-        let mut pending = Vec::with_capacity(group.len());
-        for (rec, done) in group {
-            let at = self.body.len();
-            let loc = rec.encode(&mut self.body).map(|off| Location {
-                file_id,
-                offset: data_base + (at + off) as u64,
-                len: match &rec {
-                    Record::Add { data, .. } | Record::Relocate { data, .. } => data.len() as u32,
-                    _ => 0,
-                },
-            });
-            applied.push((rec, loc));
-            pending.push(done);
+        self.buf.clear();
+        self.buf.zero_extend_to(COMMIT_HEADER_LEN);
+        let mut records: Vec<(Record, Option<Location>)> = Vec::with_capacity(group.len());
+        let mut dones = Vec::with_capacity(group.len());
+        let mut head = Vec::with_capacity(64);
+        for (recs, done) in group {
+            for rec in recs {
+                head.clear();
+                let data = rec.encode_head(&mut head);
+                self.buf.extend_from_slice(&head);
+                let loc = data.map(|d| {
+                    let at = start + self.buf.len() as u64;
+                    self.buf.extend_from_slice(d);
+                    Location {
+                        file_id,
+                        offset: at,
+                        len: d.len() as u32,
+                    }
+                });
+                records.push((rec, loc));
+            }
+            dones.push(done);
         }
+        let body = &self.buf.as_slice()[COMMIT_HEADER_LEN..];
         let header = CommitHeader {
             flags: 0,
             file_id,
             seq: self.pos.next_seq,
-            body_len: self.body.len() as u32,
-            body_crc: crc32c::crc32c(&self.body),
+            body_len: body.len() as u32,
+            body_crc: crc32c::crc32c(body),
         };
-        let span = header.span();
-        if let Err(e) = self.write_commit(&header, start) {
-            return Err((e, pending));
+        header.encode(
+            self.cfg.salt,
+            &mut self.buf.as_mut_slice()[..COMMIT_HEADER_LEN],
+        );
+        self.buf.zero_extend_to(header.span() as usize);
+        if let Err(e) = self.write_and_sync(start) {
+            return Err((e, dones));
         }
-        self.pos.offset = start + span;
+        self.pos.offset = start + header.span();
         self.pos.next_seq += 1;
-        let commit = DurableCommit {
+        let job = ApplyJob::Commit {
             pos: AppliedPos {
                 seq: header.seq,
                 file_id,
                 offset: self.pos.offset,
             },
-            records: &applied,
+            records,
+            dones,
         };
-        if let Err(e) = self.applier.apply(&commit) {
-            // The bytes are durable but the index did not take them: do not acknowledge, stop
-            // taking writes; a restart replays the journal into the index.
-            for done in pending {
-                let _ = done.send(Err(BookieError::JournalFailed(format!(
-                    "apply commit: {e}"
-                ))));
+        if let Err(ApplyJob::Commit { dones, .. }) = self.apply_tx.push(job) {
+            for d in dones {
+                let _ = d.send(Err(BookieError::ShuttingDown));
             }
-            let reason = format!("index apply failed after commit {}: {e}", header.seq);
-            error!(%reason, "journal stops accepting writes");
-            self.health.set_failed(reason);
-            self.health
-                .set_damaged("index missed a durable commit until restart".into());
-            return Ok(());
-        }
-        for done in pending {
-            let _ = done.send(Ok(()));
         }
         Ok(())
     }
 
-    fn write_commit(&mut self, header: &CommitHeader, at: u64) -> Result<(), String> {
-        self.buf.clear();
-        self.buf.zero_extend_to(COMMIT_HEADER_LEN);
-        header.encode(self.cfg.salt, self.buf.as_mut_slice());
-        self.buf.extend_from_slice(&self.body);
-        self.buf.zero_extend_to(header.span() as usize);
+    fn write_and_sync(&mut self, at: u64) -> Result<(), String> {
         self.file
             .write_at(self.buf.as_slice(), at)
             .map_err(|e| format!("write journal file {} at {at}: {e}", self.file.file_id))?;
@@ -345,23 +343,18 @@ impl Writer {
             .map_err(|e| format!("sync journal file {}: {e}", self.file.file_id))
     }
 
-    /// The offset a commit holding `rec` may extend to. One block is always kept for the
+    /// The offset a commit holding `recs` may extend to. One block is always kept for the
     /// end-of-file marker; ordinary records also leave the reserve free, so that fences and
     /// deletes can still be journaled when the next file cannot be created (disk full): deletes
     /// are how the bookie gets out of that state.
-    fn limit(&self, rec: &Record) -> u64 {
-        let keep = BLOCK as u64
-            + if uses_reserve(rec) {
-                0
-            } else {
-                self.cfg.reserve
-            };
+    fn limit(&self, recs: &[Record]) -> u64 {
+        let control = recs.iter().all(uses_reserve);
+        let keep = BLOCK as u64 + if control { 0 } else { self.cfg.reserve };
         self.file.size.saturating_sub(keep)
     }
 
     /// Writes the end-of-file marker so replay knows this file ended cleanly.
     fn end_file(&mut self) -> Result<(), String> {
-        self.body.clear();
         let header = CommitHeader {
             flags: FLAG_END_OF_FILE,
             file_id: self.file.file_id,
@@ -369,7 +362,13 @@ impl Writer {
             body_len: 0,
             body_crc: crc32c::crc32c(&[]),
         };
-        self.write_commit(&header, self.pos.offset)?;
+        self.buf.clear();
+        self.buf.zero_extend_to(BLOCK);
+        header.encode(
+            self.cfg.salt,
+            &mut self.buf.as_mut_slice()[..COMMIT_HEADER_LEN],
+        );
+        self.write_and_sync(self.pos.offset)?;
         self.pos.offset += header.span();
         self.pos.next_seq += 1;
         self.pos.ended = true;
@@ -426,10 +425,61 @@ fn uses_reserve(rec: &Record) -> bool {
     matches!(rec, Record::Fence { .. } | Record::Delete { .. })
 }
 
+/// The apply thread: applies durable commits in journal order, then completes them.
+fn apply_loop(applier: &Applier, health: &Health, rx: &BatchQueue<ApplyJob>) {
+    // Once one commit failed to apply, later ones are not applied either: the index would have
+    // a hole. They are durable in the journal; a restart replays them.
+    let mut broken: Option<String> = None;
+    let mut jobs = Vec::new();
+    while rx.drain_into(&mut jobs) {
+        for job in jobs.drain(..) {
+            apply_job(applier, health, &mut broken, job);
+        }
+    }
+}
+
+fn apply_job(applier: &Applier, health: &Health, broken: &mut Option<String>, job: ApplyJob) {
+    match job {
+        ApplyJob::Commit {
+            pos,
+            records,
+            dones,
+        } => {
+            let result = match broken {
+                Some(why) => Err(why.clone()),
+                None => applier
+                    .apply(&DurableCommit {
+                        pos,
+                        records: &records,
+                    })
+                    .map_err(|e| {
+                        // The bytes are durable but the index did not take them: do not
+                        // acknowledge, stop taking writes; a restart replays the journal.
+                        let reason = format!("index apply failed after commit {}: {e}", pos.seq);
+                        error!(%reason, "journal stops accepting writes");
+                        health.set_failed(reason.clone());
+                        *broken = Some(reason.clone());
+                        reason
+                    }),
+            };
+            for d in dones {
+                let _ = d.send(result.clone().map_err(BookieError::JournalFailed));
+            }
+        }
+        ApplyJob::Barrier(done) => {
+            let _ = done.send(if health.is_failed() {
+                Err(BookieError::JournalFailed(health.failed_reason()))
+            } else {
+                Ok(())
+            });
+        }
+    }
+}
+
 fn refuse(ops: Vec<Op>, err: impl Fn() -> BookieError) {
     for op in ops {
         match op {
-            Op::Record { done, .. } | Op::Barrier { done } => {
+            Op::Write { done, .. } | Op::Barrier { done } => {
                 let _ = done.send(Err(err()));
             }
             Op::Shutdown => {}

@@ -4,7 +4,6 @@
 //! (CRC32C) like the replication layer sends it; every add is acknowledged only after fsync.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -15,9 +14,10 @@ use dlog_api::{Compression, Entry, EntryId, Epoch, LedgerId, Record};
 use dlog_bookie::journal::file::IoMode;
 use dlog_bookie::{Bookie, BookieConfig, server};
 use dlog_ledger::{BookieClient, ClientOptions};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::report::{LoadArgs, Pacer, Recorder, Report};
@@ -140,7 +140,6 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
     // A fresh ledger id, so runs against a shared bookie never collide.
     let ledger = LedgerId(fastrand::u64(1 << 40..));
     let epoch = Epoch(1);
-    let permits = Arc::new(Semaphore::new(load.inflight));
     let rec = Recorder::new();
     let bar = ProgressBar::new((load.seconds * 10.0) as u64);
     bar.set_style(
@@ -153,40 +152,54 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
     let mut next_entry = 0u64;
     let mut last_tick = start;
     let payload_bytes = load.entry_size as u64;
-    while Instant::now() < deadline {
-        let due = pacer.next().await;
-        let permit = permits.clone().acquire_owned().await?;
-        let entry = EntryId(next_entry);
-        next_entry += 1;
-        let data = Entry::encode(ledger, entry, &record_set);
-        let c = client.clone();
-        let r = rec.clone();
-        let sent = if load.rate.is_some() {
-            due
-        } else {
-            Instant::now()
-        };
-        let lac = entry
-            .0
-            .checked_sub(u64::try_from(load.inflight).unwrap_or(u64::MAX))
-            .map(EntryId);
-        tokio::spawn(async move {
-            let res = c
-                .add(AddEntry {
-                    ledger,
-                    entry,
-                    epoch,
-                    lac,
-                    recovery: false,
-                    data,
-                })
-                .await;
-            match res {
-                Ok(()) => r.ok(sent.elapsed(), payload_bytes),
-                Err(e) => r.error(e),
+    let mut inflight = FuturesUnordered::new();
+    let mut due = pacer.next().await;
+    loop {
+        let now = Instant::now();
+        if now >= deadline || client.is_closed() {
+            break;
+        }
+        if inflight.len() < load.inflight && now >= due {
+            let entry = EntryId(next_entry);
+            next_entry += 1;
+            let data = Entry::encode(ledger, entry, &record_set);
+            let sent = if load.rate.is_some() { due } else { now };
+            let lac = entry
+                .0
+                .checked_sub(u64::try_from(load.inflight).unwrap_or(u64::MAX))
+                .map(EntryId);
+            let add = client.add(AddEntry {
+                ledger,
+                entry,
+                epoch,
+                lac,
+                recovery: false,
+                data,
+            });
+            inflight.push(async move { (add.await, sent) });
+            due = pacer.next_due();
+            continue;
+        }
+        // Wait for a completion, or (under --rate) for the next request to be due.
+        let done = if load.rate.is_none() || inflight.len() >= load.inflight {
+            if inflight.is_empty() {
+                tokio::time::sleep_until(due.into()).await;
+                None
+            } else {
+                inflight.next().await
             }
-            drop(permit);
-        });
+        } else {
+            tokio::select! {
+                d = inflight.next(), if !inflight.is_empty() => d,
+                _ = tokio::time::sleep_until(due.min(deadline).into()) => None,
+            }
+        };
+        if let Some((res, sent)) = done {
+            match res {
+                Ok(()) => rec.ok(sent.elapsed(), payload_bytes),
+                Err(e) => rec.error(e),
+            }
+        }
         if last_tick.elapsed() >= Duration::from_millis(100) {
             last_tick = Instant::now();
             let (ok, bytes) = rec.completed();
@@ -198,14 +211,14 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
                 bytes as f64 / secs / 1e6
             ));
         }
-        if client.is_closed() {
-            break;
-        }
     }
     // Wait for everything in flight.
-    let _all = permits
-        .acquire_many(u32::try_from(load.inflight).unwrap_or(u32::MAX))
-        .await?;
+    while let Some((res, sent)) = inflight.next().await {
+        match res {
+            Ok(()) => rec.ok(sent.elapsed(), payload_bytes),
+            Err(e) => rec.error(e),
+        }
+    }
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     Ok(rec.report("bookie", load, elapsed))

@@ -198,13 +198,19 @@ impl Pacer {
         }
     }
 
-    /// Waits until the next request is due; returns when it was due.
-    pub async fn next(&mut self) -> Instant {
+    /// When the next request is due (now, without a rate).
+    pub fn next_due(&mut self) -> Instant {
         let Some(iv) = self.interval else {
             return Instant::now();
         };
         let due = self.start + iv.mul_f64(self.n as f64);
         self.n += 1;
+        due
+    }
+
+    /// Waits until the next request is due; returns when it was due.
+    pub async fn next(&mut self) -> Instant {
+        let due = self.next_due();
         tokio::time::sleep_until(due.into()).await;
         due
     }
