@@ -116,10 +116,7 @@ mod tests {
         assert!(c.get(LedgerId(1), EntryId(0)).is_none());
         // A re-add replaces the cached copy and keeps the byte count right.
         one(&c, 1, 999, 10);
-        assert_eq!(
-            c.get(LedgerId(1), EntryId(999)).unwrap().len(),
-            10
-        );
+        assert_eq!(c.get(LedgerId(1), EntryId(999)).unwrap().len(), 10);
         assert!(c.bytes() <= 10_000);
         // Too large: not cached.
         one(&c, 9, 0, 20_000);
