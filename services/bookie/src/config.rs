@@ -95,7 +95,7 @@ impl Default for BookieConfig {
             journal: JournalConfig {
                 file_size: 64 << 20,
                 io_mode: IoMode::Direct,
-                preallocate: Preallocate::Zero,
+                preallocate: Preallocate::Fallocate,
                 max_commit_bytes: 4 << 20,
             },
             index_flush_interval: Duration::from_secs(10),

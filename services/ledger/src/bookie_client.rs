@@ -89,37 +89,74 @@ impl Default for ClientOptions {
 
 type Reply = oneshot::Sender<Result<Response, ClientError>>;
 
+/// The answer to adds sent with [`BookieClient::add_to`]: one message per request, so a batch
+/// acknowledges (or fails) several entries at once.
+#[derive(Debug)]
+pub struct AddAck {
+    pub ledger: LedgerId,
+    pub entries: Vec<EntryId>,
+    pub result: Result<(), ClientError>,
+}
+
+/// Where [`AddAck`]s are delivered.
+pub type AckSender = mpsc::UnboundedSender<AddAck>;
+
+/// How the sender of one add wants to hear about it.
+#[derive(Debug)]
+enum Notify {
+    Reply(Reply),
+    Ack(AckSender),
+}
+
 /// Who waits for a response: one request, or the adds of a batch.
 #[derive(Debug)]
 enum Waiter {
     One(Reply),
-    Batch(LedgerId, Vec<(EntryId, Reply)>),
+    /// Adds whose senders all listen on one ack channel: one message for the whole batch.
+    Acks(LedgerId, Vec<EntryId>, AckSender),
+    Batch(LedgerId, Vec<(EntryId, Notify)>),
 }
 
 impl Waiter {
     fn complete(self, r: Result<Response, ClientError>) {
+        let expect = |n: usize| -> Result<(), ClientError> {
+            match &r {
+                Ok(Response::AddedBatch { count, .. }) if *count as usize == n => Ok(()),
+                Ok(Response::Added { .. }) if n == 1 => Ok(()),
+                Ok(other) => Err(unexpected("add", other)),
+                Err(e) => Err(e.clone()),
+            }
+        };
         match self {
             Waiter::One(w) => {
                 let _ = w.send(r);
             }
-            Waiter::Batch(ledger, adds) => match r {
-                Ok(Response::AddedBatch { count, .. }) if count as usize == adds.len() => {
-                    for (entry, w) in adds {
-                        let _ = w.send(Ok(Response::Added { ledger, entry }));
+            Waiter::Acks(ledger, entries, tx) => {
+                let result = expect(entries.len());
+                let _ = tx.send(AddAck {
+                    ledger,
+                    entries,
+                    result,
+                });
+            }
+            Waiter::Batch(ledger, adds) => {
+                let result = expect(adds.len());
+                for (entry, n) in adds {
+                    match n {
+                        Notify::Reply(w) => {
+                            let _ =
+                                w.send(result.clone().map(|()| Response::Added { ledger, entry }));
+                        }
+                        Notify::Ack(tx) => {
+                            let _ = tx.send(AddAck {
+                                ledger,
+                                entries: vec![entry],
+                                result: result.clone(),
+                            });
+                        }
                     }
                 }
-                Ok(other) => {
-                    let e = unexpected("add batch", &other);
-                    for (_, w) in adds {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    for (_, w) in adds {
-                        let _ = w.send(Err(e.clone()));
-                    }
-                }
-            },
+            }
         }
     }
 }
@@ -130,7 +167,7 @@ enum Outgoing {
     /// An encoded frame whose waiter is already registered.
     Frame(BytesMut),
     /// An add, which the writer may combine with adjacent ones.
-    Add(AddEntry, Reply),
+    Add(AddEntry, Notify),
 }
 
 #[derive(Debug)]
@@ -169,68 +206,89 @@ impl Shared {
 /// Encodes queued items into `buf`, combining runs of adds to the same ledger and epoch.
 fn encode_outgoing(shared: &Shared, items: Vec<Outgoing>, buf: &mut BytesMut) {
     let max = shared.max_frame_len.load(Ordering::Relaxed);
-    let mut run: Vec<(AddEntry, Reply)> = Vec::new();
-    let flush = |run: &mut Vec<(AddEntry, Reply)>, buf: &mut BytesMut| {
-        if run.is_empty() {
-            return;
-        }
-        let adds = std::mem::take(run);
-        let (waiter, req) = if adds.len() == 1 {
-            let (a, w) = adds.into_iter().next().expect("one add");
-            (Waiter::One(w), Request::Add(a))
-        } else {
-            let first = &adds[0].0;
-            let (ledger, epoch, recovery) = (first.ledger, first.epoch, first.recovery);
-            let lac = adds.iter().map(|(a, _)| a.lac).max().flatten();
-            let mut entries = Vec::with_capacity(adds.len());
-            let mut waiters = Vec::with_capacity(adds.len());
-            for (a, w) in adds {
-                entries.push((a.entry, a.data));
-                waiters.push((a.entry, w));
-            }
-            let req = Request::AddBatch(AddBatch {
-                ledger,
-                epoch,
-                lac,
-                recovery,
-                entries,
-            });
-            (Waiter::Batch(ledger, waiters), req)
-        };
-        match shared.register(waiter) {
-            Ok(id) => {
-                if let Err(e) = req.encode(id, buf, max)
-                    && let Some(w) = shared.pending.lock().as_mut().and_then(|p| p.remove(&id))
-                {
-                    w.complete(Err(ClientError::Invalid(e.to_string())));
-                }
-            }
-            Err(w) => w.complete(Err(ClientError::Disconnected("connection closed".into()))),
-        }
-    };
+    let mut run: Vec<(AddEntry, Notify)> = Vec::new();
     let mut run_bytes = 0usize;
     for item in items {
         match item {
             Outgoing::Frame(f) => {
-                flush(&mut run, buf);
+                flush_adds(shared, &mut run, buf, max);
                 run_bytes = 0;
                 buf.extend_from_slice(&f);
             }
-            Outgoing::Add(a, w) => {
+            Outgoing::Add(a, n) => {
                 let same = run.first().is_some_and(|(r, _)| {
                     (r.ledger, r.epoch, r.recovery) == (a.ledger, a.epoch, a.recovery)
                 });
                 let size = a.data.len() + 12;
                 if !same || run.len() >= MAX_BATCH_ENTRIES || run_bytes + size + 256 > max {
-                    flush(&mut run, buf);
+                    flush_adds(shared, &mut run, buf, max);
                     run_bytes = 0;
                 }
                 run_bytes += size;
-                run.push((a, w));
+                run.push((a, n));
             }
         }
     }
-    flush(&mut run, buf);
+    flush_adds(shared, &mut run, buf, max);
+}
+
+/// Sends a run of adds as one request: an add, or an add batch.
+fn flush_adds(shared: &Shared, run: &mut Vec<(AddEntry, Notify)>, buf: &mut BytesMut, max: usize) {
+    if run.is_empty() {
+        return;
+    }
+    let adds = std::mem::take(run);
+    let first = &adds[0].0;
+    let (ledger, epoch, recovery) = (first.ledger, first.epoch, first.recovery);
+    let one_channel = match &adds[0].1 {
+        Notify::Ack(tx0) => adds
+            .iter()
+            .all(|(_, n)| matches!(n, Notify::Ack(tx) if tx.same_channel(tx0))),
+        Notify::Reply(_) => false,
+    };
+    let (waiter, req) = if adds.len() == 1 {
+        let (a, n) = adds.into_iter().next().expect("one add");
+        let waiter = match n {
+            Notify::Reply(w) => Waiter::One(w),
+            Notify::Ack(tx) => Waiter::Acks(a.ledger, vec![a.entry], tx),
+        };
+        (waiter, Request::Add(a))
+    } else {
+        let lac = adds.iter().map(|(a, _)| a.lac).max().flatten();
+        let mut entries = Vec::with_capacity(adds.len());
+        let mut notifies = Vec::with_capacity(adds.len());
+        for (a, n) in adds {
+            entries.push((a.entry, a.data));
+            notifies.push((a.entry, n));
+        }
+        let waiter = if one_channel {
+            let ids = notifies.iter().map(|(e, _)| *e).collect();
+            match notifies.pop() {
+                Some((_, Notify::Ack(tx))) => Waiter::Acks(ledger, ids, tx),
+                _ => Waiter::Batch(ledger, notifies),
+            }
+        } else {
+            Waiter::Batch(ledger, notifies)
+        };
+        let req = Request::AddBatch(AddBatch {
+            ledger,
+            epoch,
+            lac,
+            recovery,
+            entries,
+        });
+        (waiter, req)
+    };
+    match shared.register(waiter) {
+        Ok(id) => {
+            if let Err(e) = req.encode(id, buf, max)
+                && let Some(w) = shared.pending.lock().as_mut().and_then(|p| p.remove(&id))
+            {
+                w.complete(Err(ClientError::Invalid(e.to_string())));
+            }
+        }
+        Err(w) => w.complete(Err(ClientError::Disconnected("connection closed".into()))),
+    }
 }
 
 /// A connection to one bookie. Cheap to clone; clones share the connection.
@@ -284,8 +342,20 @@ impl BookieClient {
             // Fail what is still queued (the connection is gone or the client was dropped).
             rx.close();
             while let Ok(item) = rx.try_recv() {
-                if let Outgoing::Add(_, w) = item {
-                    let _ = w.send(Err(ClientError::Disconnected("connection closed".into())));
+                if let Outgoing::Add(a, n) = item {
+                    let err = Err(ClientError::Disconnected("connection closed".into()));
+                    match n {
+                        Notify::Reply(w) => {
+                            let _ = w.send(err);
+                        }
+                        Notify::Ack(tx) => {
+                            let _ = tx.send(AddAck {
+                                ledger: a.ledger,
+                                entries: vec![a.entry],
+                                result: err.map(|_: Response| ()),
+                            });
+                        }
+                    }
                 }
             }
             let _ = wr.shutdown().await;
@@ -402,7 +472,7 @@ impl BookieClient {
     /// same ledger and epoch travel as one batch.
     pub async fn add(&self, a: AddEntry) -> Result<(), ClientError> {
         let (w, rx) = oneshot::channel();
-        if self.tx.send(Outgoing::Add(a, w)).is_err() {
+        if self.tx.send(Outgoing::Add(a, Notify::Reply(w))).is_err() {
             return Err(ClientError::Disconnected("connection closed".into()));
         }
         match rx
@@ -412,6 +482,15 @@ impl BookieClient {
             Response::Added { .. } => Ok(()),
             other => Err(unexpected("add", &other)),
         }
+    }
+
+    /// Queues an add without waiting: its acknowledgement (or failure) arrives on `acks`, one
+    /// [`AddAck`] per request the client sent. Cheaper than [`BookieClient::add`] when many
+    /// adds are in flight, since no future or task per add is needed.
+    pub fn add_to(&self, a: AddEntry, acks: &AckSender) -> Result<(), ClientError> {
+        self.tx
+            .send(Outgoing::Add(a, Notify::Ack(acks.clone())))
+            .map_err(|_| ClientError::Disconnected("connection closed".into()))
     }
 
     pub async fn read(

@@ -5,4 +5,4 @@
 
 pub mod bookie_client;
 
-pub use bookie_client::{BookieClient, ClientError, ClientOptions};
+pub use bookie_client::{AckSender, AddAck, BookieClient, ClientError, ClientOptions};

@@ -23,7 +23,7 @@ use tracing::{info, warn};
 
 use super::file::{file_name, list_files};
 use super::format::{
-    BLOCK, COMMIT_HEADER_LEN, CommitHeader, FileHeader, Location, Record, decode_body,
+    BLOCK, COMMIT_HEADER_LEN, CommitHeader, FileHeader, Location, Record, verify_body,
 };
 use super::writer::Position;
 use crate::apply::{Applier, DurableCommit};
@@ -54,10 +54,11 @@ pub struct ReplayParams<'a> {
 }
 
 enum Slot {
-    Valid(CommitHeader, Bytes),
+    Valid(CommitHeader, Vec<(Record, usize)>),
     Invalid,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read_commit(
     f: &File,
     off: u64,
@@ -66,6 +67,7 @@ fn read_commit(
     file_id: u64,
     last_seq: u64,
     max_body: u64,
+    max_entry: usize,
 ) -> std::io::Result<Slot> {
     let mut head = [0u8; COMMIT_HEADER_LEN];
     if off + BLOCK as u64 > size {
@@ -80,13 +82,16 @@ fn read_commit(
     }
     let mut body = vec![0u8; h.body_len as usize];
     f.read_exact_at(&mut body, off + COMMIT_HEADER_LEN as u64)?;
-    if crc32c::crc32c(&body) != h.body_crc {
-        return Ok(Slot::Invalid);
-    }
-    Ok(Slot::Valid(h, Bytes::from(body)))
+    Ok(
+        match verify_body(Bytes::from(body), h.heads_crc, max_entry) {
+            Some(records) => Slot::Valid(h, records),
+            None => Slot::Invalid,
+        },
+    )
 }
 
 /// The offset of the first valid commit at or after `from`, if any.
+#[allow(clippy::too_many_arguments)]
 fn find_next_valid(
     f: &File,
     from: u64,
@@ -95,6 +100,7 @@ fn find_next_valid(
     file_id: u64,
     last_seq: u64,
     max_body: u64,
+    max_entry: usize,
 ) -> std::io::Result<Option<u64>> {
     const CHUNK: u64 = 1 << 20;
     let mut buf = vec![0u8; CHUNK as usize];
@@ -105,8 +111,16 @@ fn find_next_valid(
         let mut i = 0;
         while i + BLOCK <= n {
             if CommitHeader::decode(&buf[i..i + COMMIT_HEADER_LEN], salt, file_id).is_some()
-                && let Slot::Valid(..) =
-                    read_commit(f, at + i as u64, size, salt, file_id, last_seq, max_body)?
+                && let Slot::Valid(..) = read_commit(
+                    f,
+                    at + i as u64,
+                    size,
+                    salt,
+                    file_id,
+                    last_seq,
+                    max_body,
+                    max_entry,
+                )?
             {
                 return Ok(Some(at + i as u64));
             }
@@ -218,10 +232,19 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
             had_data: file_id == start_file && p.applied.is_some(),
         };
         loop {
-            match read_commit(&f, off, size, p.salt, file_id, last_seq, p.max_body)
-                .map_err(io("read"))?
+            match read_commit(
+                &f,
+                off,
+                size,
+                p.salt,
+                file_id,
+                last_seq,
+                p.max_body,
+                p.max_entry,
+            )
+            .map_err(io("read"))?
             {
-                Slot::Valid(h, body) => {
+                Slot::Valid(h, decoded) => {
                     scan.had_data = true;
                     last_seq = h.seq;
                     off += h.span();
@@ -232,13 +255,6 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
                     if h.seq <= applied_seq {
                         continue;
                     }
-                    let decoded = decode_body(body, p.max_entry).map_err(|e| {
-                        BookieError::Internal(format!(
-                            "journal file {file_id} commit {} passed its checksum but does not \
-                             decode: {e}",
-                            h.seq
-                        ))
-                    })?;
                     let base = off - h.span() + COMMIT_HEADER_LEN as u64;
                     let records: Vec<(Record, Option<Location>)> = decoded
                         .into_iter()
@@ -276,6 +292,7 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
                         file_id,
                         last_seq,
                         p.max_body,
+                        p.max_entry,
                     )
                     .map_err(io("scan"))?
                     {

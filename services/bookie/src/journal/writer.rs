@@ -281,10 +281,12 @@ impl Writer {
         let mut records: Vec<(Record, Option<Location>)> = Vec::with_capacity(group.len());
         let mut dones = Vec::with_capacity(group.len());
         let mut head = Vec::with_capacity(64);
+        let mut heads_crc = 0u32;
         for (recs, done) in group {
             for rec in recs {
                 head.clear();
                 let data = rec.encode_head(&mut head);
+                heads_crc = crc32c::crc32c_append(heads_crc, &head);
                 self.buf.extend_from_slice(&head);
                 let loc = data.map(|d| {
                     let at = start + self.buf.len() as u64;
@@ -305,7 +307,7 @@ impl Writer {
             file_id,
             seq: self.pos.next_seq,
             body_len: body.len() as u32,
-            body_crc: crc32c::crc32c(body),
+            heads_crc,
         };
         header.encode(
             self.cfg.salt,
@@ -360,7 +362,7 @@ impl Writer {
             file_id: self.file.file_id,
             seq: self.pos.next_seq,
             body_len: 0,
-            body_crc: crc32c::crc32c(&[]),
+            heads_crc: 0,
         };
         self.buf.clear();
         self.buf.zero_extend_to(BLOCK);

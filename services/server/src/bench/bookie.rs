@@ -13,9 +13,7 @@ use dlog_api::wire::bookie::AddEntry;
 use dlog_api::{Compression, Entry, EntryId, Epoch, LedgerId, Record};
 use dlog_bookie::journal::file::IoMode;
 use dlog_bookie::{Bookie, BookieConfig, server};
-use dlog_ledger::{BookieClient, ClientOptions};
-use futures::StreamExt;
-use futures::stream::FuturesUnordered;
+use dlog_ledger::{AddAck, BookieClient, ClientOptions};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +31,10 @@ pub struct BookieBenchArgs {
     /// Journal IO mode of the bookie the bench starts: direct, direct-dsync or buffered.
     #[arg(long, value_parser = parse_io_mode, conflicts_with = "addr")]
     pub io_mode: Option<IoMode>,
+    /// Bookie config file (TOML, as for `dlogd bookie --config`) for the bookie the bench
+    /// starts; --data-dir and --io-mode override it.
+    #[arg(long, conflicts_with = "addr")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub load: LoadArgs,
 }
@@ -65,7 +67,15 @@ async fn start_own(args: &BookieBenchArgs) -> anyhow::Result<(String, OwnBookie)
             (t.path().to_path_buf(), Some(t))
         }
     };
-    let mut cfg = BookieConfig::for_dir(dir);
+    let mut cfg = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("read config {}", path.display()))?;
+            BookieConfig::from_toml(&text).with_context(|| format!("config {}", path.display()))?
+        }
+        None => BookieConfig::default(),
+    };
+    cfg.data_dir = dir;
     if let Some(m) = args.io_mode {
         cfg.journal.io_mode = m;
     }
@@ -146,58 +156,78 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
         ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // Acks arrive per request on one channel; each in-flight entry's send time sits in a ring
+    // slot (entry id modulo its size), which is free again once that entry is acknowledged.
+    let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
+    let ring_len = (load.inflight * 4).next_power_of_two();
+    let mut sent: Vec<Option<Instant>> = vec![None; ring_len];
+    let slot = |e: u64| (e % ring_len as u64) as usize;
     let start = Instant::now();
     let deadline = start + Duration::from_secs_f64(load.seconds);
     let mut pacer = Pacer::new(load.rate);
+    let paced = load.rate.is_some();
+    let mut due = pacer.next_due();
     let mut next_entry = 0u64;
+    let mut inflight = 0usize;
     let mut last_tick = start;
     let payload_bytes = load.entry_size as u64;
-    let mut inflight = FuturesUnordered::new();
-    let mut due = pacer.next().await;
+    let on_ack = |ack: AddAck, inflight: &mut usize, sent: &mut Vec<Option<Instant>>| {
+        let now = Instant::now();
+        for e in &ack.entries {
+            *inflight -= 1;
+            let t = sent[slot(e.0)].take();
+            match (&ack.result, t) {
+                (Ok(()), Some(t)) => rec.ok(now - t, payload_bytes),
+                (Ok(()), None) => rec.error("ack for an entry not in flight"),
+                (Err(err), _) => rec.error(err),
+            }
+        }
+    };
     loop {
         let now = Instant::now();
         if now >= deadline || client.is_closed() {
             break;
         }
-        if inflight.len() < load.inflight && now >= due {
+        // Issue everything that is due and fits in the window.
+        while inflight < load.inflight && (!paced || due <= now) && sent[slot(next_entry)].is_none()
+        {
             let entry = EntryId(next_entry);
-            next_entry += 1;
             let data = Entry::encode(ledger, entry, &record_set);
-            let sent = if load.rate.is_some() { due } else { now };
-            let lac = entry
-                .0
+            let lac = next_entry
                 .checked_sub(u64::try_from(load.inflight).unwrap_or(u64::MAX))
                 .map(EntryId);
-            let add = client.add(AddEntry {
-                ledger,
-                entry,
-                epoch,
-                lac,
-                recovery: false,
-                data,
-            });
-            inflight.push(async move { (add.await, sent) });
+            client.add_to(
+                AddEntry {
+                    ledger,
+                    entry,
+                    epoch,
+                    lac,
+                    recovery: false,
+                    data,
+                },
+                &acks_tx,
+            )?;
+            // Under --rate, latency counts from when the add was due.
+            sent[slot(next_entry)] = Some(if paced { due } else { now });
+            next_entry += 1;
+            inflight += 1;
             due = pacer.next_due();
-            continue;
         }
-        // Wait for a completion, or (under --rate) for the next request to be due.
-        let done = if load.rate.is_none() || inflight.len() >= load.inflight {
-            if inflight.is_empty() {
-                tokio::time::sleep_until(due.into()).await;
-                None
-            } else {
-                inflight.next().await
+        let ack = if !paced || inflight >= load.inflight {
+            tokio::select! {
+                a = acks.recv() => a,
+                _ = tokio::time::sleep_until(deadline.into()) => None,
             }
         } else {
             tokio::select! {
-                d = inflight.next(), if !inflight.is_empty() => d,
+                a = acks.recv() => a,
                 _ = tokio::time::sleep_until(due.min(deadline).into()) => None,
             }
         };
-        if let Some((res, sent)) = done {
-            match res {
-                Ok(()) => rec.ok(sent.elapsed(), payload_bytes),
-                Err(e) => rec.error(e),
+        if let Some(ack) = ack {
+            on_ack(ack, &mut inflight, &mut sent);
+            while let Ok(more) = acks.try_recv() {
+                on_ack(more, &mut inflight, &mut sent);
             }
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
@@ -213,10 +243,10 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
         }
     }
     // Wait for everything in flight.
-    while let Some((res, sent)) = inflight.next().await {
-        match res {
-            Ok(()) => rec.ok(sent.elapsed(), payload_bytes),
-            Err(e) => rec.error(e),
+    while inflight > 0 {
+        match acks.recv().await {
+            Some(ack) => on_ack(ack, &mut inflight, &mut sent),
+            None => break,
         }
     }
     let elapsed = start.elapsed();

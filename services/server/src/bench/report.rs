@@ -207,13 +207,6 @@ impl Pacer {
         self.n += 1;
         due
     }
-
-    /// Waits until the next request is due; returns when it was due.
-    pub async fn next(&mut self) -> Instant {
-        let due = self.next_due();
-        tokio::time::sleep_until(due.into()).await;
-        due
-    }
 }
 
 #[cfg(test)]
