@@ -40,7 +40,7 @@ use crate::journal::format::{BLOCK, FileHeader, Record};
 use crate::journal::read::FileSet;
 use crate::journal::replay::{ReplayParams, replay};
 use crate::journal::spares::Spares;
-use crate::journal::writer::{JournalHandle, Position, Writer, WriterConfig};
+use crate::journal::writer::{Completion, JournalHandle, Position, Writer, WriterConfig};
 use crate::ledgers::{LedgerTable, raise};
 use crate::signal::Signal;
 use crate::usage::Usage;
@@ -307,6 +307,59 @@ impl Bookie {
         &self,
         b: AddBatch,
     ) -> Result<impl Future<Output = Result<(), BookieError>> + Send + 'static, BookieError> {
+        let (tx, rx) = oneshot::channel();
+        self.add_batch_then(b, Completion::Channel(tx))
+            .map_err(|(e, _)| e)?;
+        Ok(durable(rx))
+    }
+
+    /// [`Bookie::add_batch`], telling `done` (on the journal's apply thread) instead of
+    /// returning a future: how the server answers without a task per request. A refused batch
+    /// gives `done` back with the error.
+    pub fn add_batch_then(
+        &self,
+        b: AddBatch,
+        done: Completion,
+    ) -> Result<(), (BookieError, Completion)> {
+        let inner = &self.inner;
+        let highest = match self.check_batch(&b) {
+            Ok(h) => h,
+            Err(e) => return Err((e, done)),
+        };
+        let slot = inner.ledgers.get_or_create(b.ledger);
+        let mut st = slot.lock();
+        if st.admit.deleted {
+            return Err((BookieError::LedgerDeleted(b.ledger), done));
+        }
+        if b.epoch < st.admit.fence_epoch {
+            let e = BookieError::Fenced {
+                ledger: b.ledger,
+                epoch: b.epoch,
+                fence_epoch: st.admit.fence_epoch,
+            };
+            return Err((e, done));
+        }
+        raise(&mut st.admit.last_entry, highest);
+        let records = b
+            .entries
+            .into_iter()
+            .map(|(entry, data)| Record::Add {
+                ledger: b.ledger,
+                entry,
+                epoch: b.epoch,
+                lac: b.lac,
+                data,
+            })
+            .collect();
+        // Queued while holding the ledger's lock: a fence cannot slip in between.
+        inner.journal.submit_then(records, done);
+        drop(st);
+        Ok(())
+    }
+
+    /// The checks that need no lock: state, sizes, reserved ids, checksums. Returns the highest
+    /// entry id of the batch.
+    fn check_batch(&self, b: &AddBatch) -> Result<Option<EntryId>, BookieError> {
         let inner = &self.inner;
         inner.health.check_writable()?;
         let max = inner.cfg.max_entry_len;
@@ -330,33 +383,7 @@ impl Bookie {
             })?;
             raise(&mut highest, Some(*entry));
         }
-        let slot = inner.ledgers.get_or_create(b.ledger);
-        let mut st = slot.lock();
-        if st.admit.deleted {
-            return Err(BookieError::LedgerDeleted(b.ledger));
-        }
-        if b.epoch < st.admit.fence_epoch {
-            return Err(BookieError::Fenced {
-                ledger: b.ledger,
-                epoch: b.epoch,
-                fence_epoch: st.admit.fence_epoch,
-            });
-        }
-        raise(&mut st.admit.last_entry, highest);
-        let records = b
-            .entries
-            .into_iter()
-            .map(|(entry, data)| Record::Add {
-                ledger: b.ledger,
-                entry,
-                epoch: b.epoch,
-                lac: b.lac,
-                data,
-            })
-            .collect();
-        let rx = inner.journal.submit_all(records);
-        drop(st);
-        Ok(durable(rx))
+        Ok(highest)
     }
 
     /// Fences `ledger` at `epoch`: from the moment this returns, adds below `epoch` are refused;

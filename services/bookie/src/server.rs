@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use dlog_api::ErrorCode;
-use dlog_api::wire::bookie::{HelloOk, Request, Response, ResponseError};
+use dlog_api::wire::bookie::{AddBatch, HelloOk, Request, Response, ResponseError};
 use dlog_api::wire::{FrameCodec, FrameError, PROTOCOL_VERSION};
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -33,6 +33,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::bookie::Bookie;
 use crate::error::BookieError;
+use crate::journal::writer::Completion;
 
 /// One response to write.
 #[derive(Debug)]
@@ -195,27 +196,27 @@ async fn connection(
             Request::Hello(_) => reply(Err(BookieError::BadRequest("hello sent twice".into()))),
             Request::Add(a) => {
                 let (ledger, entry) = (a.ledger, a.entry);
-                match bookie.add(a) {
-                    Ok(done) => {
-                        tasks.spawn(async move {
-                            reply(done.await.map(|()| Response::Added { ledger, entry }));
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => reply(Err(e)),
-                }
+                let batch = AddBatch {
+                    ledger,
+                    epoch: a.epoch,
+                    lac: a.lac,
+                    recovery: a.recovery,
+                    entries: vec![(entry, a.data)],
+                };
+                // Answered from the journal's apply thread once durable: no task per add.
+                let done = Completion::Callback(Box::new(move |r| {
+                    reply(r.map(|()| Response::Added { ledger, entry }));
+                    drop(permit);
+                }));
+                add_or_refuse(&bookie, batch, done);
             }
             Request::AddBatch(b) => {
                 let (ledger, count) = (b.ledger, b.entries.len() as u32);
-                match bookie.add_batch(b) {
-                    Ok(done) => {
-                        tasks.spawn(async move {
-                            reply(done.await.map(|()| Response::AddedBatch { ledger, count }));
-                            drop(permit);
-                        });
-                    }
-                    Err(e) => reply(Err(e)),
-                }
+                let done = Completion::Callback(Box::new(move |r| {
+                    reply(r.map(|()| Response::AddedBatch { ledger, count }));
+                    drop(permit);
+                }));
+                add_or_refuse(&bookie, b, done);
             }
             Request::Fence(f) => match bookie.fence(f.ledger, f.epoch) {
                 Ok(done) => {
@@ -271,6 +272,13 @@ async fn connection(
     drop(tx);
     let _ = writer.await;
     debug!(%peer, "connection closed");
+}
+
+/// Admits an add batch; a refusal is answered through the same completion.
+fn add_or_refuse(bookie: &Bookie, b: AddBatch, done: Completion) {
+    if let Err((e, done)) = bookie.add_batch_then(b, done) {
+        done.send(Err(e));
+    }
 }
 
 async fn write_loop(

@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use super::file::{AlignedBuf, IoMode, WriteFile};
 use super::format::{
@@ -29,8 +29,32 @@ use crate::health::Health;
 use crate::index::AppliedPos;
 use crate::queue::BatchQueue;
 
-/// Completes when the operation is durable (or failed).
-pub type Completion = oneshot::Sender<Result<(), BookieError>>;
+/// Told when an operation is durable (or failed): through a channel, or by running a callback
+/// on the apply thread (the server's way to answer without a task per request).
+pub enum Completion {
+    Channel(oneshot::Sender<Result<(), BookieError>>),
+    Callback(Box<dyn FnOnce(Result<(), BookieError>) + Send>),
+}
+
+impl Completion {
+    pub fn send(self, r: Result<(), BookieError>) {
+        match self {
+            Completion::Channel(tx) => {
+                let _ = tx.send(r);
+            }
+            Completion::Callback(f) => f(r),
+        }
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Completion::Channel(_) => "Completion::Channel",
+            Completion::Callback(_) => "Completion::Callback",
+        })
+    }
+}
 
 #[derive(Debug)]
 pub enum Op {
@@ -59,17 +83,23 @@ impl JournalHandle {
 
     /// Queues `records` to be journaled in one commit; resolves once all are durable.
     pub fn submit_all(&self, records: Vec<Record>) -> oneshot::Receiver<Result<(), BookieError>> {
-        let (done, rx) = oneshot::channel();
-        if let Err(Op::Write { done, .. }) = self.tx.push(Op::Write { records, done }) {
-            let _ = done.send(Err(BookieError::ShuttingDown));
-        }
+        let (tx, rx) = oneshot::channel();
+        self.submit_then(records, Completion::Channel(tx));
         rx
     }
 
+    /// Queues `records` to be journaled in one commit; `done` is told once all are durable.
+    pub fn submit_then(&self, records: Vec<Record>, done: Completion) {
+        if let Err(Op::Write { done, .. }) = self.tx.push(Op::Write { records, done }) {
+            done.send(Err(BookieError::ShuttingDown));
+        }
+    }
+
     pub fn barrier(&self) -> oneshot::Receiver<Result<(), BookieError>> {
-        let (done, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::channel();
+        let done = Completion::Channel(tx);
         if let Err(Op::Barrier { done }) = self.tx.push(Op::Barrier { done }) {
-            let _ = done.send(Err(BookieError::ShuttingDown));
+            done.send(Err(BookieError::ShuttingDown));
         }
         rx
     }
@@ -125,6 +155,17 @@ pub struct Writer {
     health: Arc<Health>,
     apply_tx: Arc<BatchQueue<ApplyJob>>,
     apply_thread: Option<std::thread::JoinHandle<()>>,
+    stats: Stats,
+}
+
+/// What the journal has done, logged when it stops.
+#[derive(Debug, Default)]
+struct Stats {
+    commits: u64,
+    records: u64,
+    bytes: u64,
+    write_nanos: u64,
+    sync_nanos: u64,
 }
 
 /// One operation's records, with its completion.
@@ -160,6 +201,7 @@ impl Writer {
             health,
             apply_tx,
             apply_thread: Some(apply_thread),
+            stats: Stats::default(),
         })
     }
 
@@ -184,7 +226,18 @@ impl Writer {
         if let Some(t) = self.apply_thread.take() {
             let _ = t.join();
         }
-        debug!("journal writer stopped");
+        let st = &self.stats;
+        let per = |x: u64| x as f64 / st.commits.max(1) as f64;
+        info!(
+            commits = st.commits,
+            records = st.records,
+            bytes = st.bytes,
+            records_per_commit = per(st.records),
+            kib_per_commit = per(st.bytes) / 1024.0,
+            write_ms_per_commit = per(st.write_nanos) / 1e6,
+            sync_ms_per_commit = per(st.sync_nanos) / 1e6,
+            "journal writer stopped"
+        );
     }
 
     fn process(&mut self, batch: Vec<Op>) {
@@ -208,7 +261,7 @@ impl Writer {
                 && let Err(e) = self.roll()
             {
                 let (_, done) = rest.next().expect("peeked");
-                let _ = done.send(Err(BookieError::ReadOnly(format!(
+                done.send(Err(BookieError::ReadOnly(format!(
                     "journal cannot roll: {e}"
                 ))));
                 continue;
@@ -229,7 +282,7 @@ impl Writer {
                 let (recs, done) = rest.next().expect("peeked");
                 if self.pos.offset == BLOCK as u64 {
                     // A fresh file cannot hold it: impossible with a validated config.
-                    let _ = done.send(Err(BookieError::Internal(format!(
+                    done.send(Err(BookieError::Internal(format!(
                         "journal operation of {} bytes does not fit in a journal file",
                         recs.iter().map(Record::encoded_len).sum::<usize>()
                     ))));
@@ -243,7 +296,7 @@ impl Writer {
                         rest = again.into_iter().peekable();
                     }
                     Err(e) => {
-                        let _ = done.send(Err(BookieError::ReadOnly(format!(
+                        done.send(Err(BookieError::ReadOnly(format!(
                             "journal cannot roll: {e}"
                         ))));
                         if self.health.is_failed() {
@@ -267,7 +320,7 @@ impl Writer {
         for b in barriers {
             // Completed by the apply thread once everything before it is applied.
             if let Err(ApplyJob::Barrier(b)) = self.apply_tx.push(ApplyJob::Barrier(b)) {
-                let _ = b.send(Err(BookieError::ShuttingDown));
+                b.send(Err(BookieError::ShuttingDown));
             }
         }
     }
@@ -301,6 +354,7 @@ impl Writer {
             }
             dones.push(done);
         }
+        self.stats.records += records.len() as u64;
         let body = &self.buf.as_slice()[COMMIT_HEADER_LEN..];
         let header = CommitHeader {
             flags: 0,
@@ -330,19 +384,26 @@ impl Writer {
         };
         if let Err(ApplyJob::Commit { dones, .. }) = self.apply_tx.push(job) {
             for d in dones {
-                let _ = d.send(Err(BookieError::ShuttingDown));
+                d.send(Err(BookieError::ShuttingDown));
             }
         }
         Ok(())
     }
 
     fn write_and_sync(&mut self, at: u64) -> Result<(), String> {
+        let t0 = std::time::Instant::now();
         self.file
             .write_at(self.buf.as_slice(), at)
             .map_err(|e| format!("write journal file {} at {at}: {e}", self.file.file_id))?;
+        let t1 = std::time::Instant::now();
         self.file
             .sync()
-            .map_err(|e| format!("sync journal file {}: {e}", self.file.file_id))
+            .map_err(|e| format!("sync journal file {}: {e}", self.file.file_id))?;
+        self.stats.commits += 1;
+        self.stats.bytes += self.buf.len() as u64;
+        self.stats.write_nanos += (t1 - t0).as_nanos() as u64;
+        self.stats.sync_nanos += t1.elapsed().as_nanos() as u64;
+        Ok(())
     }
 
     /// The offset a commit holding `recs` may extend to. One block is always kept for the
@@ -417,7 +478,7 @@ impl Writer {
         error!(%reason, "journal failed; no further writes are acknowledged");
         self.health.set_failed(reason.clone());
         for d in dones {
-            let _ = d.send(Err(BookieError::JournalFailed(reason.clone())));
+            d.send(Err(BookieError::JournalFailed(reason.clone())));
         }
     }
 }
@@ -465,11 +526,11 @@ fn apply_job(applier: &Applier, health: &Health, broken: &mut Option<String>, jo
                     }),
             };
             for d in dones {
-                let _ = d.send(result.clone().map_err(BookieError::JournalFailed));
+                d.send(result.clone().map_err(BookieError::JournalFailed));
             }
         }
         ApplyJob::Barrier(done) => {
-            let _ = done.send(if health.is_failed() {
+            done.send(if health.is_failed() {
                 Err(BookieError::JournalFailed(health.failed_reason()))
             } else {
                 Ok(())
@@ -482,7 +543,7 @@ fn refuse(ops: Vec<Op>, err: impl Fn() -> BookieError) {
     for op in ops {
         match op {
             Op::Write { done, .. } | Op::Barrier { done } => {
-                let _ = done.send(Err(err()));
+                done.send(Err(err()));
             }
             Op::Shutdown => {}
         }
