@@ -166,6 +166,8 @@ struct Stats {
     bytes: u64,
     write_nanos: u64,
     sync_nanos: u64,
+    max_write_nanos: u64,
+    max_sync_nanos: u64,
 }
 
 /// One operation's records, with its completion.
@@ -236,6 +238,8 @@ impl Writer {
             kib_per_commit = per(st.bytes) / 1024.0,
             write_ms_per_commit = per(st.write_nanos) / 1e6,
             sync_ms_per_commit = per(st.sync_nanos) / 1e6,
+            max_write_ms = st.max_write_nanos as f64 / 1e6,
+            max_sync_ms = st.max_sync_nanos as f64 / 1e6,
             "journal writer stopped"
         );
     }
@@ -401,8 +405,11 @@ impl Writer {
             .map_err(|e| format!("sync journal file {}: {e}", self.file.file_id))?;
         self.stats.commits += 1;
         self.stats.bytes += self.buf.len() as u64;
-        self.stats.write_nanos += (t1 - t0).as_nanos() as u64;
-        self.stats.sync_nanos += t1.elapsed().as_nanos() as u64;
+        let (w, y) = ((t1 - t0).as_nanos() as u64, t1.elapsed().as_nanos() as u64);
+        self.stats.write_nanos += w;
+        self.stats.sync_nanos += y;
+        self.stats.max_write_nanos = self.stats.max_write_nanos.max(w);
+        self.stats.max_sync_nanos = self.stats.max_sync_nanos.max(y);
         Ok(())
     }
 
