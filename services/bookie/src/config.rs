@@ -9,7 +9,7 @@
 //! [journal]
 //! file_size_bytes = 67108864
 //! io_mode = "direct"            # direct | direct-dsync | buffered
-//! preallocate = "zero"          # zero | fallocate
+//! preallocate = "fallocate"     # fallocate | zero
 //! max_commit_bytes = 4194304
 //!
 //! [index]

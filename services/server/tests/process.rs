@@ -290,7 +290,7 @@ fn cli_refuses_bad_config_and_foreign_identity_with_clear_errors() {
     let d = data.to_str().unwrap();
     let port = free_port().to_string();
     let listen = format!("127.0.0.1:{port}");
-    let out = dlogd(&[
+    let as_bookie_a = [
         "bookie",
         "--data-dir",
         d,
@@ -298,7 +298,8 @@ fn cli_refuses_bad_config_and_foreign_identity_with_clear_errors() {
         &listen,
         "--id",
         "bookie-a",
-    ]);
+    ];
+    let out = dlogd(&as_bookie_a);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--init"));
     std::fs::create_dir_all(&data).unwrap();
@@ -307,15 +308,7 @@ fn cli_refuses_bad_config_and_foreign_identity_with_clear_errors() {
         r#"{"format":1,"bookie_id":"bookie-b","instance_id":1,"journal_salt":2,"created_unix_ms":0}"#,
     )
     .unwrap();
-    let out = dlogd(&[
-        "bookie",
-        "--data-dir",
-        d,
-        "--listen",
-        &listen,
-        "--id",
-        "bookie-a",
-    ]);
+    let out = dlogd(&as_bookie_a);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("belongs to bookie"), "{err}");

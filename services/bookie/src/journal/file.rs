@@ -31,10 +31,11 @@ pub enum IoMode {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Preallocate {
-    /// fallocate, then write zeros, so later commits overwrite already-written blocks and an
-    /// fdatasync never has to convert extents (a metadata journal commit) on the hot path.
+    /// fallocate, then write zeros (with O_DIRECT), so later commits overwrite written blocks
+    /// and an fdatasync never converts extents. Faster per commit, but it doubles the disk
+    /// traffic and its writes delay commits: slower end to end here (docs/decisions/0002).
     Zero,
-    /// fallocate only: faster to create, slower to write the first time.
+    /// fallocate only. The default.
     Fallocate,
 }
 

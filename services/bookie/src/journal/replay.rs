@@ -58,77 +58,64 @@ enum Slot {
     Invalid,
 }
 
-#[allow(clippy::too_many_arguments)]
-fn read_commit(
-    f: &File,
-    off: u64,
+/// One journal file being scanned.
+struct FileReader<'a> {
+    f: File,
     size: u64,
-    salt: u64,
     file_id: u64,
-    last_seq: u64,
-    max_body: u64,
-    max_entry: usize,
-) -> std::io::Result<Slot> {
-    let mut head = [0u8; COMMIT_HEADER_LEN];
-    if off + BLOCK as u64 > size {
-        return Ok(Slot::Invalid);
-    }
-    f.read_exact_at(&mut head, off)?;
-    let Some(h) = CommitHeader::decode(&head, salt, file_id) else {
-        return Ok(Slot::Invalid);
-    };
-    if h.seq <= last_seq || u64::from(h.body_len) > max_body || off + h.span() > size {
-        return Ok(Slot::Invalid);
-    }
-    let mut body = vec![0u8; h.body_len as usize];
-    f.read_exact_at(&mut body, off + COMMIT_HEADER_LEN as u64)?;
-    Ok(
-        match verify_body(Bytes::from(body), h.heads_crc, max_entry) {
-            Some(records) => Slot::Valid(h, records),
-            None => Slot::Invalid,
-        },
-    )
+    p: &'a ReplayParams<'a>,
 }
 
-/// The offset of the first valid commit at or after `from`, if any.
-#[allow(clippy::too_many_arguments)]
-fn find_next_valid(
-    f: &File,
-    from: u64,
-    size: u64,
-    salt: u64,
-    file_id: u64,
-    last_seq: u64,
-    max_body: u64,
-    max_entry: usize,
-) -> std::io::Result<Option<u64>> {
-    const CHUNK: u64 = 1 << 20;
-    let mut buf = vec![0u8; CHUNK as usize];
-    let mut at = from;
-    while at + BLOCK as u64 <= size {
-        let n = CHUNK.min(size - at) as usize;
-        f.read_exact_at(&mut buf[..n], at)?;
-        let mut i = 0;
-        while i + BLOCK <= n {
-            if CommitHeader::decode(&buf[i..i + COMMIT_HEADER_LEN], salt, file_id).is_some()
-                && let Slot::Valid(..) = read_commit(
-                    f,
-                    at + i as u64,
-                    size,
-                    salt,
-                    file_id,
-                    last_seq,
-                    max_body,
-                    max_entry,
-                )?
-            {
-                return Ok(Some(at + i as u64));
-            }
-            i += BLOCK;
+impl FileReader<'_> {
+    /// The commit at `off`, if it is a valid one following `last_seq`.
+    fn read_commit(&self, off: u64, last_seq: u64) -> std::io::Result<Slot> {
+        let mut head = [0u8; COMMIT_HEADER_LEN];
+        if off + BLOCK as u64 > self.size {
+            return Ok(Slot::Invalid);
         }
-        at += n as u64;
+        self.f.read_exact_at(&mut head, off)?;
+        let Some(h) = CommitHeader::decode(&head, self.p.salt, self.file_id) else {
+            return Ok(Slot::Invalid);
+        };
+        if h.seq <= last_seq
+            || u64::from(h.body_len) > self.p.max_body
+            || off + h.span() > self.size
+        {
+            return Ok(Slot::Invalid);
+        }
+        let mut body = vec![0u8; h.body_len as usize];
+        self.f
+            .read_exact_at(&mut body, off + COMMIT_HEADER_LEN as u64)?;
+        Ok(
+            match verify_body(Bytes::from(body), h.heads_crc, self.p.max_entry) {
+                Some(records) => Slot::Valid(h, records),
+                None => Slot::Invalid,
+            },
+        )
     }
-    Ok(None)
+
+    /// The offset of the first valid commit at or after `from`, if any.
+    fn find_next_valid(&self, from: u64, last_seq: u64) -> std::io::Result<Option<u64>> {
+        const CHUNK: u64 = 1 << 20;
+        let mut buf = vec![0u8; CHUNK as usize];
+        let mut at = from;
+        while at + BLOCK as u64 <= self.size {
+            let n = CHUNK.min(self.size - at) as usize;
+            self.f.read_exact_at(&mut buf[..n], at)?;
+            let mut i = 0;
+            while i + BLOCK <= n {
+                let here = &buf[i..i + COMMIT_HEADER_LEN];
+                if CommitHeader::decode(here, self.p.salt, self.file_id).is_some()
+                    && let Slot::Valid(..) = self.read_commit(at + i as u64, last_seq)?
+                {
+                    return Ok(Some(at + i as u64));
+                }
+                i += BLOCK;
+            }
+            at += n as u64;
+        }
+        Ok(None)
+    }
 }
 
 /// Checks that every journal file belongs to this bookie instance.
@@ -220,6 +207,12 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
         let io = |what: &str| BookieError::io(format!("{what} {}", path.display()));
         let f = File::open(&path).map_err(io("open"))?;
         let size = f.metadata().map_err(io("stat"))?.len();
+        let reader = FileReader {
+            f,
+            size,
+            file_id,
+            p,
+        };
         let mut off = if file_id == start_file {
             start_off
         } else {
@@ -232,18 +225,7 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
             had_data: file_id == start_file && p.applied.is_some(),
         };
         loop {
-            match read_commit(
-                &f,
-                off,
-                size,
-                p.salt,
-                file_id,
-                last_seq,
-                p.max_body,
-                p.max_entry,
-            )
-            .map_err(io("read"))?
-            {
+            match reader.read_commit(off, last_seq).map_err(io("read"))? {
                 Slot::Valid(h, decoded) => {
                     scan.had_data = true;
                     last_seq = h.seq;
@@ -284,17 +266,9 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
                     out.bytes_replayed += u64::from(h.body_len);
                 }
                 Slot::Invalid => {
-                    match find_next_valid(
-                        &f,
-                        off + BLOCK as u64,
-                        size,
-                        p.salt,
-                        file_id,
-                        last_seq,
-                        p.max_body,
-                        p.max_entry,
-                    )
-                    .map_err(io("scan"))?
+                    match reader
+                        .find_next_valid(off + BLOCK as u64, last_seq)
+                        .map_err(io("scan"))?
                     {
                         Some(next) => {
                             let msg = format!(
