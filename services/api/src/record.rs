@@ -136,7 +136,12 @@ pub fn encode_record_set(
             limit: limits.max_body,
         });
     }
-    let mut body = BytesMut::with_capacity(body_len);
+    // The header, then the body written in place: uncompressed sets need one buffer only.
+    let mut out = BytesMut::with_capacity(HEADER_LEN + body_len);
+    out.put_u8(VERSION);
+    out.put_u8(compression.code());
+    out.put_u32_le(records.len() as u32);
+    out.put_u32_le(body_len as u32);
     for (index, r) in records.iter().enumerate() {
         if r.payload.len() > limits.max_payload {
             return Err(RecordSetError::PayloadTooLarge {
@@ -155,37 +160,26 @@ pub fn encode_record_set(
             }));
         }
         let flags = r.key.as_ref().map_or(0, |_| FLAG_KEY) | r.txid.map_or(0, |_| FLAG_TXID);
-        body.put_u8(flags);
-        body.put_i64_le(r.timestamp_ms);
+        out.put_u8(flags);
+        out.put_i64_le(r.timestamp_ms);
         if let Some(t) = r.txid {
-            body.put_u64_le(t);
+            out.put_u64_le(t);
         }
         if let Some(k) = &r.key {
-            body.put_u32_le(k.len() as u32);
-            body.put_slice(k);
+            out.put_u32_le(k.len() as u32);
+            out.put_slice(k);
         }
-        body.put_u32_le(r.payload.len() as u32);
-        body.put_slice(&r.payload);
+        out.put_u32_le(r.payload.len() as u32);
+        out.put_slice(&r.payload);
     }
-    let compressed: Vec<u8>;
-    let stored: &[u8] = match compression {
-        Compression::None => &body,
-        Compression::Zstd => {
-            compressed = zstd::bulk::compress(&body, 1)
-                .map_err(|e| RecordSetError::Compress(e.to_string()))?;
-            &compressed
-        }
-        Compression::Lz4 => {
-            compressed = lz4_flex::block::compress(&body);
-            &compressed
-        }
+    let compressed = match compression {
+        Compression::None => return Ok(out.freeze()),
+        Compression::Zstd => zstd::bulk::compress(&out[HEADER_LEN..], 1)
+            .map_err(|e| RecordSetError::Compress(e.to_string()))?,
+        Compression::Lz4 => lz4_flex::block::compress(&out[HEADER_LEN..]),
     };
-    let mut out = BytesMut::with_capacity(HEADER_LEN + stored.len());
-    out.put_u8(VERSION);
-    out.put_u8(compression.code());
-    out.put_u32_le(records.len() as u32);
-    out.put_u32_le(body_len as u32);
-    out.put_slice(stored);
+    out.truncate(HEADER_LEN);
+    out.extend_from_slice(&compressed);
     Ok(out.freeze())
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
-use tracing::{info, warn};
+use tracing::{debug, warn};
 
 use super::file::{Preallocate, create_file};
 use super::format::FileHeader;
@@ -148,7 +148,7 @@ impl Spares {
             s = self.state.lock();
             match result {
                 Ok(path) => {
-                    info!(file_id, reused, "journal file ready");
+                    debug!(file_id, reused, "journal file ready");
                     if s.wanted == Some(file_id) {
                         s.ready = Some((file_id, path));
                     } else {

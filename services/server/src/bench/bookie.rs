@@ -123,7 +123,11 @@ pub async fn run(args: BookieBenchArgs) -> anyhow::Result<Report> {
         },
     )
     .await?;
-    let report = drive(&client, &args.load).await;
+    let (ledger, report) = drive(&client, &args.load).await;
+    // Leave nothing behind on a shared bookie.
+    if let Err(e) = client.delete(ledger).await {
+        tracing::warn!(%ledger, error = %e, "could not delete the benchmark's ledger");
+    }
     if let Some(o) = own {
         o.stop().await;
     }
@@ -136,7 +140,18 @@ pub async fn run(args: BookieBenchArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
-async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report> {
+/// Runs the load; returns the ledger it wrote to and the report.
+async fn drive(client: &BookieClient, load: &LoadArgs) -> (LedgerId, anyhow::Result<Report>) {
+    // A fresh ledger id, so runs against a shared bookie never collide.
+    let ledger = LedgerId(fastrand::u64(1 << 40..));
+    (ledger, drive_ledger(client, load, ledger).await)
+}
+
+async fn drive_ledger(
+    client: &BookieClient,
+    load: &LoadArgs,
+    ledger: LedgerId,
+) -> anyhow::Result<Report> {
     let limits = RecordSetLimits {
         max_payload: load.entry_size,
         ..Default::default()
@@ -147,8 +162,6 @@ async fn drive(client: &BookieClient, load: &LoadArgs) -> anyhow::Result<Report>
             .collect::<Vec<u8>>(),
     );
     let record_set = encode_record_set(&[Record::new(payload)], Compression::None, &limits)?;
-    // A fresh ledger id, so runs against a shared bookie never collide.
-    let ledger = LedgerId(fastrand::u64(1 << 40..));
     let epoch = Epoch(1);
     let rec = Recorder::new();
     let bar = ProgressBar::new((load.seconds * 10.0) as u64);
