@@ -8,7 +8,7 @@
 //!
 //! [journal]
 //! file_size_bytes = 536870912
-//! io_mode = "direct"            # direct | direct-dsync | buffered
+//! io_mode = "direct-dsync"      # direct-dsync | direct | buffered
 //! preallocate = "fallocate"     # fallocate | zero
 //! max_commit_bytes = 4194304
 //!
@@ -96,7 +96,7 @@ impl Default for BookieConfig {
                 // Fewer rolls: each new file costs fsyncs of its own (file and directory) that
                 // share ext4's metadata journal with the commits; at 64 MiB they showed in p99.
                 file_size: 512 << 20,
-                io_mode: IoMode::Direct,
+                io_mode: IoMode::DirectDsync,
                 preallocate: Preallocate::Fallocate,
                 max_commit_bytes: 4 << 20,
             },

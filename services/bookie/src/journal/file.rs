@@ -18,10 +18,10 @@ use super::format::{BLOCK, FileHeader};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum IoMode {
-    /// O_DIRECT writes, then fdatasync (flushes the device cache). The default: measured fastest
-    /// here (docs/benchmarks.md).
+    /// O_DIRECT writes, then fdatasync (flushes the device cache).
     Direct,
-    /// O_DIRECT | O_DSYNC: each write returns once durable; no separate sync call.
+    /// O_DIRECT | O_DSYNC: each write returns once durable; no separate sync call. The default:
+    /// measured fastest here (docs/benchmarks.md).
     DirectDsync,
     /// Page-cache writes, then fdatasync. For filesystems without O_DIRECT.
     Buffered,
