@@ -326,7 +326,7 @@ mod tests {
             .join("\n");
         let c = BookieConfig::from_toml(&example).unwrap();
         assert_eq!(c.bookie_id.unwrap().as_str(), "bookie-1");
-        assert_eq!(c.journal.io_mode, IoMode::Direct);
+        assert_eq!(c.journal.io_mode, IoMode::DirectDsync);
         assert_eq!(c.gc.interval, Duration::from_secs(60));
     }
 
