@@ -99,6 +99,9 @@ error_codes! {
     UnknownEntry = 23 => Unavailable, "entry unknown (missing or corrupt on this bookie)";
     /// The ledger was deleted.
     LedgerDeleted = 24 => NotFound, "ledger deleted";
+    /// The bookie found damage and may have lost the ledger's fencing state: it refuses adds of
+    /// the epochs it may have fenced. The writer should replace this bookie.
+    LedgerSuspect = 25 => Unavailable, "ledger state suspect after damage on this bookie";
 
     // 40..: bookie state.
     /// The bookie accepts no writes (disk above its threshold, or by operator).

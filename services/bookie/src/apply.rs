@@ -60,12 +60,17 @@ impl Applier {
             let mut st = slot.lock();
             match rec {
                 Record::Add {
-                    entry, lac, data, ..
+                    entry,
+                    lac,
+                    data,
+                    epoch,
+                    ..
                 } => {
                     let Some(loc) = loc else { continue };
                     if st.durable.deleted {
                         continue;
                     }
+                    st.durable.max_epoch = st.durable.max_epoch.max(*epoch);
                     *blocks.slot(ledger, *entry)? = Some(*loc);
                     raise(&mut st.durable.last_entry, Some(*entry));
                     raise(&mut st.durable.lac, *lac);
@@ -74,6 +79,7 @@ impl Applier {
                 }
                 Record::Fence { epoch, .. } => {
                     st.durable.fence_epoch = st.durable.fence_epoch.max(*epoch);
+                    st.durable.max_epoch = st.durable.max_epoch.max(*epoch);
                 }
                 Record::WriteLac { lac, .. } => raise(&mut st.durable.lac, Some(*lac)),
                 Record::Delete { .. } => {
@@ -112,6 +118,7 @@ impl Applier {
             raise(&mut st.admit.last_entry, durable.last_entry);
             raise(&mut st.admit.lac, durable.lac);
             st.admit.deleted |= durable.deleted;
+            st.admit.max_epoch = st.admit.max_epoch.max(durable.max_epoch);
         }
         blocks.write(&mut batch);
         for ((file, ledger), bytes) in added {

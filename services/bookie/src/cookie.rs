@@ -33,14 +33,17 @@ pub struct Cookie {
 }
 
 impl Cookie {
-    /// Loads the cookie of `data_dir`, or creates one if the dir holds no bookie data.
-    /// `has_data` says whether journal or index files exist.
+    /// Loads the cookie of `data_dir` (`fresh` false), or makes a new one if the dir holds no
+    /// bookie data (`fresh` true). A new cookie is not written here: the caller formats the
+    /// index and the journal first and then calls [`Cookie::persist`], so that a cookie on disk
+    /// always means the index and the journal were created under it. `has_data` says whether
+    /// journal or index files exist.
     pub fn load_or_create(
         data_dir: &Path,
         wanted: Option<&BookieId>,
         init: bool,
         has_data: bool,
-    ) -> Result<Cookie, BookieError> {
+    ) -> Result<(Cookie, bool), BookieError> {
         let path = data_dir.join(COOKIE_FILE);
         match std::fs::read(&path) {
             Ok(bytes) => {
@@ -67,13 +70,14 @@ impl Cookie {
                         cookie.bookie_id.as_str()
                     )));
                 }
-                Ok(cookie)
+                Ok((cookie, false))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 if has_data {
                     return Err(BookieError::Identity(format!(
                         "data dir {} holds bookie data but no {COOKIE_FILE}: it was damaged or \
-                         partly wiped; refusing to start",
+                         partly wiped, or its first start was interrupted; refusing to start (if \
+                         this bookie never served, remove the dir and start again)",
                         data_dir.display()
                     )));
                 }
@@ -105,19 +109,25 @@ impl Cookie {
                         .duration_since(UNIX_EPOCH)
                         .map_or(0, |d| d.as_millis() as u64),
                 };
-                write_atomically(
-                    &path,
-                    &serde_json::to_vec_pretty(&cookie)
-                        .map_err(|e| BookieError::Internal(format!("encode cookie: {e}")))?,
-                )
-                .map_err(BookieError::io(format!("write cookie {}", path.display())))?;
-                tracing::info!(bookie_id = %cookie.bookie_id, "formatted new bookie data dir");
-                Ok(cookie)
+                Ok((cookie, true))
             }
             Err(e) => Err(BookieError::io(format!("read cookie {}", path.display()))(
                 e,
             )),
         }
+    }
+}
+
+impl Cookie {
+    /// Writes the cookie into `data_dir`, atomically.
+    pub fn persist(&self, data_dir: &Path) -> Result<(), BookieError> {
+        let path = data_dir.join(COOKIE_FILE);
+        let bytes = serde_json::to_vec_pretty(self)
+            .map_err(|e| BookieError::Internal(format!("encode cookie: {e}")))?;
+        write_atomically(&path, &bytes)
+            .map_err(BookieError::io(format!("write cookie {}", path.display())))?;
+        tracing::info!(bookie_id = %self.bookie_id, "formatted new bookie data dir");
+        Ok(())
     }
 }
 
@@ -147,16 +157,19 @@ mod tests {
         // Explicit id on an empty dir needs --init.
         let e = Cookie::load_or_create(dir.path(), Some(&b1), false, false).unwrap_err();
         assert!(e.to_string().contains("--init"), "{e}");
-        let c = Cookie::load_or_create(dir.path(), Some(&b1), true, false).unwrap();
+        let (c, fresh) = Cookie::load_or_create(dir.path(), Some(&b1), true, false).unwrap();
+        assert!(fresh, "a new cookie is not written until persisted");
+        assert!(!dir.path().join(COOKIE_FILE).exists());
         assert_eq!(c.bookie_id, b1);
+        c.persist(dir.path()).unwrap();
         // Same id again: same cookie.
         assert_eq!(
             Cookie::load_or_create(dir.path(), Some(&b1), false, true).unwrap(),
-            c
+            (c.clone(), false)
         );
         assert_eq!(
             Cookie::load_or_create(dir.path(), None, false, true).unwrap(),
-            c
+            (c, false)
         );
         // Another id on this dir: refused.
         let e = Cookie::load_or_create(dir.path(), Some(&b2), true, true).unwrap_err();
@@ -174,8 +187,8 @@ mod tests {
     fn generated_ids_are_distinct() {
         let d1 = tempfile::tempdir().unwrap();
         let d2 = tempfile::tempdir().unwrap();
-        let c1 = Cookie::load_or_create(d1.path(), None, false, false).unwrap();
-        let c2 = Cookie::load_or_create(d2.path(), None, false, false).unwrap();
+        let (c1, _) = Cookie::load_or_create(d1.path(), None, false, false).unwrap();
+        let (c2, _) = Cookie::load_or_create(d2.path(), None, false, false).unwrap();
         assert_ne!(c1.instance_id, c2.instance_id);
         assert_ne!(c1.journal_salt, c2.journal_salt);
     }

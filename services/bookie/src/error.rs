@@ -18,6 +18,11 @@ pub enum BookieError {
     },
     #[error("ledger {0} was deleted")]
     LedgerDeleted(LedgerId),
+    #[error(
+        "bookie found damage and may have lost a fence of ledger {0}: it refuses adds at epoch {1} \
+         or below (replace this bookie in the ensemble)"
+    )]
+    SuspectLedger(LedgerId, Epoch),
     #[error("no such ledger {0}")]
     NoSuchLedger(LedgerId),
     #[error("no such entry {ledger}/{entry}")]
@@ -69,6 +74,7 @@ impl BookieError {
             BookieError::ShuttingDown => ErrorCode::ShuttingDown,
             BookieError::Fenced { .. } => ErrorCode::Fenced,
             BookieError::LedgerDeleted(_) => ErrorCode::LedgerDeleted,
+            BookieError::SuspectLedger(..) => ErrorCode::LedgerSuspect,
             BookieError::NoSuchLedger(_) => ErrorCode::NoSuchLedger,
             BookieError::NoSuchEntry { .. } => ErrorCode::NoSuchEntry,
             BookieError::UnknownEntry { .. } => ErrorCode::UnknownEntry,

@@ -5,7 +5,7 @@
 //! | key | value |
 //! |---|---|
 //! | `e` ledger block | locations of entries `block*64 .. block*64+63`: bitmap u64, then for each set bit in order file_id u64, offset u64, len u32 (LE) |
-//! | `l` ledger | ledger meta: fence_epoch u64, lac u64, last_entry u64, deleted u8 (LE; u64::MAX = none) |
+//! | `l` ledger | ledger meta: fence_epoch u64, lac u64, last_entry u64, deleted u8, max_epoch u64 (LE; u64::MAX = none) |
 //! | `u` file_id ledger | live bytes of the ledger in that journal file, u64 LE |
 //! | `s/applied` | the last journal commit applied: seq u64, file_id u64, end offset u64 |
 //! | `s/instance` | the instance id of the bookie that owns this index |
@@ -40,20 +40,23 @@ pub struct LedgerMeta {
     pub lac: Option<EntryId>,
     pub last_entry: Option<EntryId>,
     pub deleted: bool,
+    /// The highest epoch seen in any add or fence of the ledger.
+    pub max_epoch: Epoch,
 }
 
 impl LedgerMeta {
-    fn encode(&self) -> [u8; 25] {
-        let mut b = [0u8; 25];
+    fn encode(&self) -> [u8; 33] {
+        let mut b = [0u8; 33];
         b[0..8].copy_from_slice(&self.fence_epoch.0.to_le_bytes());
         b[8..16].copy_from_slice(&EntryId::to_wire(self.lac).to_le_bytes());
         b[16..24].copy_from_slice(&EntryId::to_wire(self.last_entry).to_le_bytes());
         b[24] = u8::from(self.deleted);
+        b[25..33].copy_from_slice(&self.max_epoch.0.to_le_bytes());
         b
     }
 
     fn decode(b: &[u8]) -> Option<LedgerMeta> {
-        if b.len() != 25 {
+        if b.len() != 33 {
             return None;
         }
         Some(LedgerMeta {
@@ -61,6 +64,7 @@ impl LedgerMeta {
             lac: EntryId::from_wire(u64_le(&b[8..16])),
             last_entry: EntryId::from_wire(u64_le(&b[16..24])),
             deleted: b[24] != 0,
+            max_epoch: Epoch(u64_le(&b[25..33])),
         })
     }
 }
@@ -423,6 +427,7 @@ mod tests {
             lac: Some(EntryId(0)),
             last_entry: Some(EntryId(1)),
             deleted: false,
+            max_epoch: Epoch(2),
         };
         b.put_meta(LedgerId(1), &meta);
         b.put_usage(3, LedgerId(1), 100);

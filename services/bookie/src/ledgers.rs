@@ -24,6 +24,10 @@ use crate::index::LedgerMeta;
 pub struct SlotState {
     pub admit: LedgerMeta,
     pub durable: LedgerMeta,
+    /// Set when the bookie found damage it could not attribute: a fence of this ledger may
+    /// have been lost with it, so adds at or below this epoch are refused (the writer replaces
+    /// this bookie); higher epochs — a writer that recovered the ledger since — are accepted.
+    pub suspect_upto: Option<dlog_api::Epoch>,
 }
 
 #[derive(Debug)]
@@ -38,6 +42,7 @@ impl LedgerSlot {
             state: Mutex::new(SlotState {
                 admit: meta,
                 durable: meta,
+                suspect_upto: None,
             }),
             lac: watch::Sender::new(meta.lac),
         }
@@ -93,6 +98,14 @@ impl LedgerTable {
             .entry(id)
             .or_insert_with(|| Arc::new(LedgerSlot::new(LedgerMeta::default())))
             .clone()
+    }
+
+    /// After damage: every known ledger refuses adds at or below the highest epoch it has seen.
+    pub fn suspect_all(&self) {
+        for slot in self.map.read().values() {
+            let mut st = slot.lock();
+            st.suspect_upto = Some(st.admit.max_epoch.max(st.durable.max_epoch));
+        }
     }
 
     /// Ledgers known and not deleted.

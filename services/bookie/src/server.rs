@@ -35,11 +35,31 @@ use crate::bookie::Bookie;
 use crate::error::BookieError;
 use crate::journal::writer::Completion;
 
-/// One response to write.
+/// One response to write, with the in-flight budget it holds until written.
 #[derive(Debug)]
-enum Out {
+struct Out {
+    msg: OutMsg,
+    _hold: Hold,
+}
+
+#[derive(Debug)]
+enum OutMsg {
     Ok(u64, Response),
     Err(u8, u64, ResponseError),
+}
+
+/// Permits of the connection's in-flight budget.
+#[derive(Debug, Default)]
+struct Hold(Vec<tokio::sync::OwnedSemaphorePermit>);
+
+impl Out {
+    /// An answer that holds no budget (handshake and frame errors).
+    fn bare(msg: OutMsg) -> Out {
+        Out {
+            msg,
+            _hold: Hold::default(),
+        }
+    }
 }
 
 impl From<&BookieError> for ResponseError {
@@ -111,7 +131,11 @@ async fn connection(
                         _ => 0,
                     };
                     // Op 0: the frame could not be read far enough to know its operation.
-                    let _ = tx.send(Out::Err(0, id, ResponseError::new(code, e.to_string())));
+                    let _ = tx.send(Out::bare(OutMsg::Err(
+                        0,
+                        id,
+                        ResponseError::new(code, e.to_string()),
+                    )));
                 }
                 warn!(error = %e, "closing connection on a bad frame");
                 break;
@@ -121,11 +145,11 @@ async fn connection(
         let req = match Request::decode(&frame) {
             Ok(r) => r,
             Err(e) => {
-                let _ = tx.send(Out::Err(
+                let _ = tx.send(Out::bare(OutMsg::Err(
                     op,
                     id,
                     ResponseError::new(e.code(), e.to_string()),
-                ));
+                )));
                 continue;
             }
         };
@@ -137,26 +161,26 @@ async fn connection(
                             "client speaks versions {}..={}, bookie speaks {PROTOCOL_VERSION}",
                             h.min_version, h.max_version
                         );
-                        let _ = tx.send(Out::Err(
+                        let _ = tx.send(Out::bare(OutMsg::Err(
                             op,
                             id,
                             ResponseError::new(ErrorCode::UnsupportedVersion, msg),
-                        ));
+                        )));
                         break;
                     }
                     if !h.auth_method.is_empty() {
                         let msg =
                             format!("authentication method {:?} is not supported", h.auth_method);
-                        let _ = tx.send(Out::Err(
+                        let _ = tx.send(Out::bare(OutMsg::Err(
                             op,
                             id,
                             ResponseError::new(ErrorCode::Unauthenticated, msg),
-                        ));
+                        )));
                         break;
                     }
                     handshaken = true;
                     debug!(client = %h.client, "handshake");
-                    let _ = tx.send(Out::Ok(
+                    let _ = tx.send(Out::bare(OutMsg::Ok(
                         id,
                         Response::Hello(HelloOk {
                             version: PROTOCOL_VERSION,
@@ -164,14 +188,14 @@ async fn connection(
                             instance_id: bookie.cookie().instance_id,
                             max_frame_len: max_frame as u32,
                         }),
-                    ));
+                    )));
                 }
                 _ => {
-                    let _ = tx.send(Out::Err(
+                    let _ = tx.send(Out::bare(OutMsg::Err(
                         op,
                         id,
                         ResponseError::new(ErrorCode::HandshakeRequired, "send hello first"),
-                    ));
+                    )));
                     break;
                 }
             }
@@ -183,17 +207,24 @@ async fn connection(
             break;
         };
         let tx2 = tx.clone();
-        let reply = move |r: Result<Response, BookieError>| {
-            let _ = tx2.send(match r {
-                Ok(resp) => Out::Ok(id, resp),
+        // The permit travels with the answer and is released once the answer is written, so
+        // a client that stops reading stops being read.
+        let reply = move |r: Result<Response, BookieError>, hold: Hold| {
+            let msg = match r {
+                Ok(resp) => OutMsg::Ok(id, resp),
                 Err(e) => {
                     debug!(op, error = %e, "request failed");
-                    Out::Err(op, id, (&e).into())
+                    OutMsg::Err(op, id, (&e).into())
                 }
-            });
+            };
+            let _ = tx2.send(Out { msg, _hold: hold });
         };
+        let hold = Hold(vec![permit]);
         match req {
-            Request::Hello(_) => reply(Err(BookieError::BadRequest("hello sent twice".into()))),
+            Request::Hello(_) => reply(
+                Err(BookieError::BadRequest("hello sent twice".into())),
+                hold,
+            ),
             Request::Add(a) => {
                 let (ledger, entry) = (a.ledger, a.entry);
                 let batch = AddBatch {
@@ -205,51 +236,54 @@ async fn connection(
                 };
                 // Answered from the journal's apply thread once durable: no task per add.
                 let done = Completion::Callback(Box::new(move |r| {
-                    reply(r.map(|()| Response::Added { ledger, entry }));
-                    drop(permit);
+                    reply(r.map(|()| Response::Added { ledger, entry }), hold);
                 }));
                 add_or_refuse(&bookie, batch, done);
             }
             Request::AddBatch(b) => {
                 let (ledger, count) = (b.ledger, b.entries.len() as u32);
                 let done = Completion::Callback(Box::new(move |r| {
-                    reply(r.map(|()| Response::AddedBatch { ledger, count }));
-                    drop(permit);
+                    reply(r.map(|()| Response::AddedBatch { ledger, count }), hold);
                 }));
                 add_or_refuse(&bookie, b, done);
             }
             Request::Fence(f) => match bookie.fence(f.ledger, f.epoch) {
                 Ok(done) => {
-                    tasks.spawn(async move {
-                        reply(done.await.map(Response::Fenced));
-                        drop(permit);
-                    });
+                    tasks.spawn(async move { reply(done.await.map(Response::Fenced), hold) });
                 }
-                Err(e) => reply(Err(e)),
+                Err(e) => reply(Err(e), hold),
             },
             Request::WriteLac(w) => match bookie.write_lac(w) {
                 Ok(done) => {
                     tasks.spawn(async move {
-                        reply(done.await.map(|()| Response::LacWritten));
-                        drop(permit);
+                        reply(done.await.map(|()| Response::LacWritten), hold);
                     });
                 }
-                Err(e) => reply(Err(e)),
+                Err(e) => reply(Err(e), hold),
             },
             Request::Delete(ledger) => match bookie.delete(ledger) {
                 Ok(done) => {
-                    tasks.spawn(async move {
-                        reply(done.await.map(|()| Response::Deleted));
-                        drop(permit);
-                    });
+                    tasks.spawn(async move { reply(done.await.map(|()| Response::Deleted), hold) });
                 }
-                Err(e) => reply(Err(e)),
+                Err(e) => reply(Err(e), hold),
             },
             Request::Read(r) => {
                 let b = bookie.clone();
+                let sem = inflight.clone();
                 tasks.spawn(async move {
-                    reply(b.read(r).await.map(Response::Entry));
-                    drop(permit);
+                    let mut hold = hold;
+                    // Reserve the entry's bytes before loading it: at most the connection's
+                    // budget of entries is in memory, however fast reads are asked for.
+                    let reserve = |len: usize| {
+                        let sem = sem.clone();
+                        async move { sem.acquire_many_owned(len.min(budget) as u32).await.ok() }
+                    };
+                    let r = b.read_reserving(r, reserve).await;
+                    let r = r.map(|(ok, extra)| {
+                        hold.0.extend(extra);
+                        Response::Entry(ok)
+                    });
+                    reply(r, hold);
                 });
             }
             Request::ReadLac(r) => {
@@ -260,11 +294,10 @@ async fn connection(
                         r = b.read_lac(r) => r,
                         _ = s.cancelled() => Err(BookieError::ShuttingDown),
                     };
-                    reply(result.map(Response::Lac));
-                    drop(permit);
+                    reply(result.map(Response::Lac), hold);
                 });
             }
-            Request::Info => reply(Ok(Response::Info(bookie.info()))),
+            Request::Info => reply(Ok(Response::Info(bookie.info())), hold),
         }
     }
     tasks.close();
@@ -287,11 +320,16 @@ async fn write_loop(
     max_frame: usize,
 ) {
     let mut buf = BytesMut::with_capacity(256 << 10);
+    let mut written = Vec::new();
     while let Some(first) = rx.recv().await {
-        encode(&first, &mut buf, max_frame);
+        encode(&first.msg, &mut buf, max_frame);
+        written.push(first);
         while buf.len() < (1 << 20) {
             match rx.try_recv() {
-                Ok(more) => encode(&more, &mut buf, max_frame),
+                Ok(more) => {
+                    encode(&more.msg, &mut buf, max_frame);
+                    written.push(more);
+                }
                 Err(_) => break,
             }
         }
@@ -300,20 +338,22 @@ async fn write_loop(
             return;
         }
         buf.clear();
+        // Their budget is free again only now.
+        written.clear();
     }
     let _ = wr.shutdown().await;
 }
 
-fn encode(out: &Out, buf: &mut BytesMut, max_frame: usize) {
+fn encode(out: &OutMsg, buf: &mut BytesMut, max_frame: usize) {
     let r = match out {
-        Out::Ok(id, resp) => resp.encode(*id, buf, max_frame),
-        Out::Err(op, id, err) => Response::encode_error(*op, *id, err, buf, max_frame),
+        OutMsg::Ok(id, resp) => resp.encode(*id, buf, max_frame),
+        OutMsg::Err(op, id, err) => Response::encode_error(*op, *id, err, buf, max_frame),
     };
     if let Err(e) = r {
         // Only a response larger than the frame limit can fail; answer with an error instead.
         let (op, id) = match out {
-            Out::Ok(id, resp) => (resp.op(), *id),
-            Out::Err(op, id, _) => (*op, *id),
+            OutMsg::Ok(id, resp) => (resp.op(), *id),
+            OutMsg::Err(op, id, _) => (*op, *id),
         };
         let err = ResponseError::new(ErrorCode::Internal, format!("response not sendable: {e}"));
         let _ = Response::encode_error(op, id, &err, buf, max_frame);

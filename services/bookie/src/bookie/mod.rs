@@ -147,6 +147,11 @@ impl Bookie {
             };
             return Err((e, done));
         }
+        if let Some(upto) = st.suspect_upto
+            && b.epoch <= upto
+        {
+            return Err((BookieError::SuspectLedger(b.ledger, upto), done));
+        }
         raise(&mut st.admit.last_entry, highest);
         let records = b
             .entries
@@ -313,6 +318,22 @@ impl Bookie {
 
     /// Reads one entry, verified against its checksum. With `fence`, fences first.
     pub async fn read(&self, r: ReadEntry) -> Result<ReadEntryOk, BookieError> {
+        let (ok, ()) = self.read_reserving(r, |_| async {}).await?;
+        Ok(ok)
+    }
+
+    /// [`Bookie::read`], calling `reserve` with the entry's length before its bytes are
+    /// loaded or answered, and returning what `reserve` gave: the server holds a share of its
+    /// per-connection memory budget that way.
+    pub async fn read_reserving<F, Fut, P>(
+        &self,
+        r: ReadEntry,
+        reserve: F,
+    ) -> Result<(ReadEntryOk, P), BookieError>
+    where
+        F: FnOnce(usize) -> Fut,
+        Fut: Future<Output = P>,
+    {
         if let Some(epoch) = r.fence {
             self.fence(r.ledger, epoch)?.await?;
         }
@@ -328,21 +349,39 @@ impl Bookie {
         if deleted {
             return Err(BookieError::LedgerDeleted(r.ledger));
         }
-        let data = match self.inner.cache.get(r.ledger, r.entry) {
-            Some(d) => d,
+        let (data, held) = match self.inner.cache.get(r.ledger, r.entry) {
+            Some(d) => {
+                let held = reserve(d.len()).await;
+                (d, held)
+            }
             None => {
                 let this = self.clone();
-                tokio::task::spawn_blocking(move || this.read_stored(r.ledger, r.entry))
+                let loc = tokio::task::spawn_blocking(move || {
+                    this.inner
+                        .index
+                        .get_entry(r.ledger, r.entry)
+                        .map(|l| l.map(|l| l.len))
+                })
+                .await
+                .map_err(|e| BookieError::Internal(format!("read task: {e}")))??
+                .ok_or_else(|| self.missing(r.ledger, Some(r.entry)))?;
+                let held = reserve(loc as usize).await;
+                let this = self.clone();
+                let data = tokio::task::spawn_blocking(move || this.read_stored(r.ledger, r.entry))
                     .await
-                    .map_err(|e| BookieError::Internal(format!("read task: {e}")))??
+                    .map_err(|e| BookieError::Internal(format!("read task: {e}")))??;
+                (data, held)
             }
         };
-        Ok(ReadEntryOk {
-            ledger: r.ledger,
-            entry: r.entry,
-            lac,
-            data,
-        })
+        Ok((
+            ReadEntryOk {
+                ledger: r.ledger,
+                entry: r.entry,
+                lac,
+                data,
+            },
+            held,
+        ))
     }
 
     /// Reads an entry from the index and journal files. Blocking.

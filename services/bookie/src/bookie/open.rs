@@ -40,7 +40,8 @@ impl Bookie {
         )))?;
         let lock = lock_dir(&data)?;
         let has_data = dir_has_entries(&journal_dir) || dir_has_entries(&index_dir);
-        let cookie = Cookie::load_or_create(&data, cfg.bookie_id.as_ref(), cfg.init, has_data)?;
+        let (cookie, fresh) =
+            Cookie::load_or_create(&data, cfg.bookie_id.as_ref(), cfg.init, has_data)?;
         for d in [&journal_dir, &index_dir] {
             std::fs::create_dir_all(d)
                 .map_err(BookieError::io(format!("create {}", d.display())))?;
@@ -58,14 +59,25 @@ impl Bookie {
                 )));
             }
             Some(_) => {}
-            None if !journal_files.is_empty() => {
+            None if !fresh => {
                 return Err(BookieError::Identity(format!(
-                    "index {} is empty but the journal holds data: the index was wiped; \
-                     refusing to start",
-                    index_dir.display()
+                    "index {} is empty but the cookie says this bookie has served: the index \
+                     was wiped or replaced; refusing to start with an empty store under bookie \
+                     id {:?}",
+                    index_dir.display(),
+                    cookie.bookie_id.as_str()
                 )));
             }
             None => index.set_instance(cookie.instance_id)?,
+        }
+        if !fresh && journal_files.is_empty() {
+            return Err(BookieError::Identity(format!(
+                "journal dir {} is empty but the cookie says this bookie has served: the \
+                 journal was wiped or replaced; refusing to start with an empty store under \
+                 bookie id {:?}",
+                journal_dir.display(),
+                cookie.bookie_id.as_str()
+            )));
         }
 
         let health = Arc::new(Health::default());
@@ -103,6 +115,11 @@ impl Bookie {
             index.set_damaged(&d)?;
             health.set_damaged(d);
         }
+        if health.damaged().is_some() {
+            // A lost fence could let an old writer be acknowledged again: refuse the epochs
+            // this bookie may have fenced (see SlotState::suspect_upto).
+            ledgers.suspect_all();
+        }
 
         let spares = Spares::new(
             journal_dir.clone(),
@@ -116,15 +133,10 @@ impl Bookie {
                 let header = FileHeader {
                     file_id: 1,
                     instance_id: cookie.instance_id,
+                    size: cfg.journal.file_size,
                 };
-                create_file(
-                    &journal_dir,
-                    header,
-                    cfg.journal.file_size,
-                    cfg.journal.preallocate,
-                    None,
-                )
-                .map_err(BookieError::io("create the first journal file"))?;
+                create_file(&journal_dir, header, cfg.journal.preallocate, None)
+                    .map_err(BookieError::io("create the first journal file"))?;
                 Position {
                     file_id: 1,
                     offset: BLOCK as u64,
@@ -139,6 +151,10 @@ impl Bookie {
             position.file_id,
             &outcome.empty_after,
         );
+        if fresh {
+            // Last: a cookie on disk means the index and the journal exist under it.
+            cookie.persist(&data)?;
+        }
 
         let (journal, rx) = JournalHandle::channel();
         let writer = Writer::new(

@@ -74,10 +74,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 pub fn create_file(
     dir: &Path,
     header: FileHeader,
-    size: u64,
     mode: Preallocate,
     reuse: Option<PathBuf>,
 ) -> io::Result<PathBuf> {
+    let size = header.size;
     let tmp = dir.join(format!("{}.tmp", file_name(header.file_id)));
     let fresh = reuse.is_none();
     if let Some(old) = reuse {
@@ -291,8 +291,9 @@ mod tests {
         let h = FileHeader {
             file_id: 1,
             instance_id: 2,
+            size: 64 << 10,
         };
-        let path = create_file(dir.path(), h, 64 << 10, Preallocate::Zero, None).unwrap();
+        let path = create_file(dir.path(), h, Preallocate::Zero, None).unwrap();
         assert_eq!(list_files(dir.path()).unwrap(), vec![1]);
         let f = WriteFile::open(&path, 1, IoMode::Direct).unwrap();
         let mut buf = AlignedBuf::with_capacity(BLOCK);
@@ -309,8 +310,9 @@ mod tests {
         let h2 = FileHeader {
             file_id: 2,
             instance_id: 2,
+            size: 64 << 10,
         };
-        create_file(dir.path(), h2, 64 << 10, Preallocate::Zero, Some(path)).unwrap();
+        create_file(dir.path(), h2, Preallocate::Zero, Some(path)).unwrap();
         assert_eq!(list_files(dir.path()).unwrap(), vec![2]);
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! offset 0      file header block (4 KiB): magic "DLOGJNL1" | format u32 = 1 | file_id u64 |
-//!               instance_id u64 | crc32c u32 of the preceding bytes | zeros
+//!               instance_id u64 | size u64 | crc32c u32 of the preceding bytes | zeros
 //! offset 4096   commit | commit | …   each commit starts at a 4 KiB boundary
 //! ```
 //!
@@ -45,7 +45,7 @@ use dlog_api::{Cursor, DecodeError, EntryId, Epoch, LedgerId};
 pub const BLOCK: usize = 4096;
 pub const FILE_MAGIC: &[u8; 8] = b"DLOGJNL1";
 pub const FILE_FORMAT: u32 = 1;
-const FILE_HEADER_USED: usize = 8 + 4 + 8 + 8 + 4;
+const FILE_HEADER_USED: usize = 8 + 4 + 8 + 8 + 8 + 4;
 pub const COMMIT_MAGIC: u32 = u32::from_le_bytes(*b"DLCM");
 pub const COMMIT_HEADER_LEN: usize = 36;
 pub const FLAG_END_OF_FILE: u16 = 1;
@@ -60,6 +60,8 @@ pub fn align_up(n: u64) -> u64 {
 pub struct FileHeader {
     pub file_id: u64,
     pub instance_id: u64,
+    /// The size the file was preallocated to: a shorter file was truncated.
+    pub size: u64,
 }
 
 impl FileHeader {
@@ -70,6 +72,7 @@ impl FileHeader {
         b.extend_from_slice(&FILE_FORMAT.to_le_bytes());
         b.extend_from_slice(&self.file_id.to_le_bytes());
         b.extend_from_slice(&self.instance_id.to_le_bytes());
+        b.extend_from_slice(&self.size.to_le_bytes());
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_le_bytes());
         b.resize(BLOCK, 0);
@@ -83,8 +86,8 @@ impl FileHeader {
         if &block[..8] != FILE_MAGIC {
             return Err("not a dlog journal file (bad magic)".into());
         }
-        let crc = u32::from_le_bytes(le4(&block[28..32]));
-        if crc32c::crc32c(&block[..28]) != crc {
+        let crc = u32::from_le_bytes(le4(&block[36..40]));
+        if crc32c::crc32c(&block[..36]) != crc {
             return Err("journal file header checksum mismatch".into());
         }
         let format = u32::from_le_bytes(le4(&block[8..12]));
@@ -96,6 +99,7 @@ impl FileHeader {
         Ok(FileHeader {
             file_id: u64::from_le_bytes(le8(&block[12..20])),
             instance_id: u64::from_le_bytes(le8(&block[20..28])),
+            size: u64::from_le_bytes(le8(&block[28..36])),
         })
     }
 }
@@ -526,6 +530,7 @@ mod tests {
         let fh = FileHeader {
             file_id: 3,
             instance_id: 99,
+            size: 1 << 20,
         };
         let block = fh.encode();
         assert_eq!(block.len(), BLOCK);

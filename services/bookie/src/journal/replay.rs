@@ -118,12 +118,14 @@ impl FileReader<'_> {
     }
 }
 
-/// Checks that every journal file belongs to this bookie instance.
-pub fn check_files(dir: &Path, instance_id: u64) -> Result<Vec<u64>, BookieError> {
+/// Checks that every journal file belongs to this bookie instance; returns the files with
+/// their headers.
+pub fn check_files(dir: &Path, instance_id: u64) -> Result<Vec<(u64, FileHeader)>, BookieError> {
     let files = list_files(dir).map_err(BookieError::io(format!(
         "list journal dir {}",
         dir.display()
     )))?;
+    let mut out = Vec::with_capacity(files.len());
     for &id in &files {
         let path = dir.join(file_name(id));
         let f = File::open(&path).map_err(BookieError::io(format!("open {}", path.display())))?;
@@ -147,7 +149,7 @@ pub fn check_files(dir: &Path, instance_id: u64) -> Result<Vec<u64>, BookieError
                     h.file_id
                 )));
             }
-            Ok(_) => {}
+            Ok(h) => out.push((id, h)),
             Err(e) => {
                 return Err(BookieError::Identity(format!(
                     "journal file {}: {e}; refusing to start on a damaged or foreign journal",
@@ -156,7 +158,7 @@ pub fn check_files(dir: &Path, instance_id: u64) -> Result<Vec<u64>, BookieError
             }
         }
     }
-    Ok(files)
+    Ok(out)
 }
 
 struct FileScan {
@@ -167,7 +169,8 @@ struct FileScan {
 }
 
 pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, BookieError> {
-    let files = check_files(p.dir, p.instance_id)?;
+    let headers = check_files(p.dir, p.instance_id)?;
+    let files: Vec<u64> = headers.iter().map(|(id, _)| *id).collect();
     let mut out = ReplayOutcome {
         position: None,
         empty_after: Vec::new(),
@@ -207,6 +210,16 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
         let io = |what: &str| BookieError::io(format!("{what} {}", path.display()));
         let f = File::open(&path).map_err(io("open"))?;
         let size = f.metadata().map_err(io("stat"))?.len();
+        let made = headers
+            .iter()
+            .find(|(id, _)| *id == file_id)
+            .map_or(size, |(_, h)| h.size);
+        if size < made {
+            // Files are preallocated in full: a shorter one lost its end.
+            let msg = format!("journal file {file_id} is truncated to {size} of its {made} bytes");
+            warn!(%msg, "journal damage");
+            out.damage.push(msg);
+        }
         let reader = FileReader {
             f,
             size,
@@ -228,6 +241,18 @@ pub fn replay(p: &ReplayParams<'_>, applier: &Applier) -> Result<ReplayOutcome, 
             match reader.read_commit(off, last_seq).map_err(io("read"))? {
                 Slot::Valid(h, decoded) => {
                     scan.had_data = true;
+                    if h.seq != last_seq + 1 {
+                        // Every commit takes the next number, across files: a gap is lost
+                        // commits (a missing file, or damage that left no trace here).
+                        let msg = format!(
+                            "journal commits {} to {} are missing (resumed in file {file_id} at \
+                             offset {off})",
+                            last_seq + 1,
+                            h.seq - 1
+                        );
+                        warn!(%msg, "journal damage");
+                        out.damage.push(msg);
+                    }
                     last_seq = h.seq;
                     off += h.span();
                     if h.is_end_of_file() {

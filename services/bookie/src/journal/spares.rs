@@ -142,9 +142,10 @@ impl Spares {
             let header = FileHeader {
                 file_id,
                 instance_id: self.instance_id,
+                size: self.file_size,
             };
             let reused = reuse.is_some();
-            let result = create_file(&self.dir, header, self.file_size, self.mode, reuse);
+            let result = create_file(&self.dir, header, self.mode, reuse);
             s = self.state.lock();
             match result {
                 Ok(path) => {
