@@ -86,7 +86,8 @@ impl RecentCache {
         let mut s = self.state.lock();
         if let Some(q) = s.ledgers.remove(&ledger) {
             s.bytes -= q.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
-            // Its slots in `order` become no-ops when they reach the front.
+            // Deletes are rare; scanning the order once keeps it from growing without bound.
+            s.order.retain(|l| *l != ledger);
         }
     }
 

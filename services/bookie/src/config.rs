@@ -84,6 +84,10 @@ pub struct GcConfig {
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3181";
+const MAX_FILE_SIZE: u64 = 1 << 40;
+/// Within what the connection's semaphore can count.
+const MAX_INFLIGHT: usize = 1 << 34;
+const MAX_INTERVAL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Default for BookieConfig {
     fn default() -> Self {
@@ -136,6 +140,25 @@ impl BookieConfig {
                 j.file_size
             ));
         }
+        // Upper bounds first, so that no arithmetic below can overflow.
+        if j.file_size > MAX_FILE_SIZE {
+            return bad(format!(
+                "journal.file_size_bytes ({}) must be at most {MAX_FILE_SIZE}",
+                j.file_size
+            ));
+        }
+        if j.max_commit_bytes > 1 << 30 {
+            return bad(format!(
+                "journal.max_commit_bytes ({}) must be at most 1 GiB",
+                j.max_commit_bytes
+            ));
+        }
+        if self.max_inflight_bytes_per_connection > MAX_INFLIGHT {
+            return bad(format!(
+                "limits.max_inflight_bytes_per_connection ({}) must be at most {MAX_INFLIGHT}",
+                self.max_inflight_bytes_per_connection
+            ));
+        }
         let largest_commit = (j.max_commit_bytes.max(self.max_entry_len) + 2 * BLOCK) as u64;
         // Header block, one commit of the largest size, the reserve for fences and deletes,
         // and the end-of-file block.
@@ -185,8 +208,12 @@ impl BookieConfig {
             ("disk.check_interval", d.check_interval),
             ("gc.interval", self.gc.interval),
         ] {
-            if v.is_zero() {
-                return bad(format!("{name} must be greater than zero"));
+            if v.is_zero() || v > MAX_INTERVAL {
+                return bad(format!(
+                    "{name} ({}) must be greater than zero and at most {}",
+                    humantime::format_duration(v),
+                    humantime::format_duration(MAX_INTERVAL)
+                ));
             }
         }
         Ok(())
@@ -341,6 +368,19 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("bookie_id = \"Bad Id\"", "bookie_id"),
             ("[limits]\nmax_entry_bytes = 1", "max_entry_bytes"),
+            (
+                "[journal]\nmax_commit_bytes = 18446744073709551615",
+                "max_commit_bytes",
+            ),
+            (
+                "[limits]\nmax_inflight_bytes_per_connection = 18446744073709551615",
+                "max_inflight_bytes_per_connection",
+            ),
+            (
+                "[index]\nflush_interval = \"300000000000y\"",
+                "flush_interval",
+            ),
+            ("[gc]\ninterval = \"0s\"", "interval"),
         ] {
             let err = BookieConfig::from_toml(text).unwrap_err().to_string();
             assert!(err.contains(needle), "{text:?} gave {err:?}");

@@ -185,11 +185,13 @@ impl Maintenance {
         self.files.forget(f);
         std::fs::rename(&path, &free)
             .map_err(BookieError::io(format!("rename {}", path.display())))?;
+        // The rename must be durable before the preallocator rewrites the file's header, or a
+        // crash could leave `f.jnl` carrying another file's header.
+        sync_dir(&self.dir).map_err(BookieError::io("sync journal dir"))?;
         if !self.spares.recycle(free.clone()) {
             std::fs::remove_file(&free)
                 .map_err(BookieError::io(format!("delete {}", free.display())))?;
         }
-        sync_dir(&self.dir).map_err(BookieError::io("sync journal dir"))?;
         let mut usage = self.usage.lock();
         let mut batch = IndexBatch::default();
         for ledger in usage.ledgers_in(f) {

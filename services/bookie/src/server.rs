@@ -68,6 +68,9 @@ impl From<&BookieError> for ResponseError {
     }
 }
 
+/// How long a closing connection may take to deliver its last answers.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `bookie` on `listener` until `shutdown` is cancelled, then drains connections.
 pub async fn serve(bookie: Bookie, listener: TcpListener, shutdown: CancellationToken) {
     let addr = listener.local_addr().ok();
@@ -109,7 +112,7 @@ async fn connection(
     let (rd, wr) = stream.into_split();
     let mut frames = FramedRead::with_capacity(rd, FrameCodec::new(max_frame), 256 << 10);
     let (tx, rx) = mpsc::unbounded_channel::<Out>();
-    let writer = tokio::spawn(write_loop(wr, rx, max_frame));
+    let mut writer = tokio::spawn(write_loop(wr, rx, max_frame));
     let budget = bookie.config().max_inflight_bytes_per_connection;
     let inflight = Arc::new(Semaphore::new(budget));
     let tasks = TaskTracker::new();
@@ -301,9 +304,17 @@ async fn connection(
         }
     }
     tasks.close();
-    tasks.wait().await;
     drop(tx);
-    let _ = writer.await;
+    // Answer what is in flight, but not forever: a client that stopped reading (or vanished
+    // behind a partition) must not hold up a shutdown.
+    let drain = async {
+        tasks.wait().await;
+        let _ = (&mut writer).await;
+    };
+    if tokio::time::timeout(DRAIN_TIMEOUT, drain).await.is_err() {
+        warn!("connection did not drain in {DRAIN_TIMEOUT:?}; closing it");
+        writer.abort();
+    }
     debug!(%peer, "connection closed");
 }
 

@@ -4,14 +4,19 @@
 //! coalesces queued frames into few writes, and a reader task routes each response to its
 //! waiter by id. Adds queued at the same moment for the same ledger and epoch are sent as one
 //! `add batch` request (no waiting to fill a batch: only what is already queued is combined),
-//! which the bookie admits and journals as a unit; each add still gets its own answer. When the connection fails, every outstanding request fails with
+//! which the bookie admits and journals as a unit; each add still gets its own answer.
+//!
+//! When the connection fails, every outstanding request fails with
 //! [`ClientError::Disconnected`] and the client stays closed; reconnecting is the caller's
-//! decision (the replication layer replaces failed bookies rather than waiting for them).
+//! decision (the replication layer replaces failed bookies rather than waiting for them). A
+//! request that gets no answer within `ClientOptions::request_timeout` (plus its long-poll
+//! wait) fails with [`ClientError::Timeout`], so a paused or partitioned bookie never leaves a
+//! caller waiting forever.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use dlog_api::wire::bookie::{
@@ -73,6 +78,9 @@ impl ClientError {
 pub struct ClientOptions {
     pub max_frame_len: usize,
     pub connect_timeout: Duration,
+    /// How long a request may go unanswered before it fails with [`ClientError::Timeout`]
+    /// (a long-poll gets its wait on top).
+    pub request_timeout: Duration,
     /// Name sent in the handshake, for the bookie's logs.
     pub client_name: String,
 }
@@ -82,6 +90,7 @@ impl Default for ClientOptions {
         Self {
             max_frame_len: DEFAULT_MAX_FRAME_LEN,
             connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
             client_name: "dlog".into(),
         }
     }
@@ -172,8 +181,10 @@ enum Outgoing {
 
 #[derive(Debug)]
 struct Shared {
-    pending: Mutex<Option<HashMap<u64, Waiter>>>,
+    /// Waiters by request id, with the time after which they are failed with a timeout.
+    pending: Mutex<Option<HashMap<u64, (Instant, Waiter)>>>,
     next_id: AtomicU64,
+    request_timeout: Duration,
     /// The smaller of ours and the bookie's limit, once the handshake told us.
     max_frame_len: AtomicUsize,
     closed: AtomicBool,
@@ -184,21 +195,52 @@ impl Shared {
     fn close(&self, why: &str) {
         self.closed.store(true, Ordering::Release);
         if let Some(pending) = self.pending.lock().take() {
-            for (_, w) in pending {
+            for (_, (_, w)) in pending {
                 w.complete(Err(ClientError::Disconnected(why.to_string())));
             }
         }
     }
 
-    /// Registers a waiter under a fresh request id; `None` if the connection is closed.
-    fn register(&self, w: Waiter) -> Result<u64, Waiter> {
+    /// Registers a waiter under a fresh request id, due within the request timeout plus
+    /// `extra` (a long-poll's wait); gives it back if the connection is closed.
+    fn register(&self, w: Waiter, extra: Duration) -> Result<u64, Waiter> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let deadline = Instant::now() + self.request_timeout + extra;
         match self.pending.lock().as_mut() {
             Some(p) => {
-                p.insert(id, w);
+                p.insert(id, (deadline, w));
                 Ok(id)
             }
             None => Err(w),
+        }
+    }
+
+    fn take(&self, id: u64) -> Option<Waiter> {
+        self.pending
+            .lock()
+            .as_mut()
+            .and_then(|p| p.remove(&id))
+            .map(|(_, w)| w)
+    }
+
+    /// Fails the waiters whose time is up. A late answer is then ignored.
+    fn expire(&self, now: Instant) {
+        let expired: Vec<Waiter> = {
+            let mut pending = self.pending.lock();
+            let Some(p) = pending.as_mut() else {
+                return;
+            };
+            let ids: Vec<u64> = p
+                .iter()
+                .filter(|(_, (due, _))| *due <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.into_iter()
+                .filter_map(|id| p.remove(&id).map(|(_, w)| w))
+                .collect()
+        };
+        for w in expired {
+            w.complete(Err(ClientError::Timeout(self.request_timeout)));
         }
     }
 }
@@ -216,10 +258,15 @@ fn encode_outgoing(shared: &Shared, items: Vec<Outgoing>, buf: &mut BytesMut) {
                 buf.extend_from_slice(&f);
             }
             Outgoing::Add(a, n) => {
+                let size = a.data.len() + 12;
+                if size + 256 > max {
+                    // Refused alone, so that it does not fail the adds it would have joined.
+                    refuse_add(a, n, max);
+                    continue;
+                }
                 let same = run.first().is_some_and(|(r, _)| {
                     (r.ledger, r.epoch, r.recovery) == (a.ledger, a.epoch, a.recovery)
                 });
-                let size = a.data.len() + 12;
                 if !same || run.len() >= MAX_BATCH_ENTRIES || run_bytes + size + 256 > max {
                     flush_adds(shared, &mut run, buf, max);
                     run_bytes = 0;
@@ -232,7 +279,28 @@ fn encode_outgoing(shared: &Shared, items: Vec<Outgoing>, buf: &mut BytesMut) {
     flush_adds(shared, &mut run, buf, max);
 }
 
-/// Sends a run of adds as one request: an add, or an add batch.
+/// Fails an add too large for any frame the bookie takes.
+fn refuse_add(a: AddEntry, n: Notify, max: usize) {
+    let err = ClientError::Invalid(format!(
+        "entry of {} bytes does not fit the bookie's frame limit of {max}",
+        a.data.len()
+    ));
+    match n {
+        Notify::Reply(w) => {
+            let _ = w.send(Err(err));
+        }
+        Notify::Ack(tx) => {
+            let _ = tx.send(AddAck {
+                ledger: a.ledger,
+                entries: vec![a.entry],
+                result: Err(err),
+            });
+        }
+    }
+}
+
+/// Sends a run of adds as one request: an add, or an add batch. Adds sent together share one
+/// fate: the bookie takes all of them or none.
 fn flush_adds(shared: &Shared, run: &mut Vec<(AddEntry, Notify)>, buf: &mut BytesMut, max: usize) {
     if run.is_empty() {
         return;
@@ -279,10 +347,10 @@ fn flush_adds(shared: &Shared, run: &mut Vec<(AddEntry, Notify)>, buf: &mut Byte
         });
         (waiter, req)
     };
-    match shared.register(waiter) {
+    match shared.register(waiter, Duration::ZERO) {
         Ok(id) => {
             if let Err(e) = req.encode(id, buf, max)
-                && let Some(w) = shared.pending.lock().as_mut().and_then(|p| p.remove(&id))
+                && let Some(w) = shared.take(id)
             {
                 w.complete(Err(ClientError::Invalid(e.to_string())));
             }
@@ -314,6 +382,7 @@ impl BookieClient {
         let (rd, mut wr) = stream.into_split();
         let shared = Arc::new(Shared {
             pending: Mutex::new(Some(HashMap::new())),
+            request_timeout: opts.request_timeout,
             next_id: AtomicU64::new(1),
             max_frame_len: AtomicUsize::new(opts.max_frame_len),
             closed: AtomicBool::new(false),
@@ -361,6 +430,21 @@ impl BookieClient {
             let _ = wr.shutdown().await;
         });
 
+        // Fails requests a silent bookie never answers (paused, partitioned, overloaded).
+        let weak = Arc::downgrade(&shared);
+        let tick =
+            (opts.request_timeout / 10).clamp(Duration::from_millis(10), Duration::from_secs(1));
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(tick).await;
+                let Some(s) = weak.upgrade() else { return };
+                if s.closed.load(Ordering::Acquire) {
+                    return;
+                }
+                s.expire(Instant::now());
+            }
+        });
+
         let s = shared.clone();
         let max = opts.max_frame_len;
         tokio::spawn(async move {
@@ -370,12 +454,7 @@ impl BookieClient {
                     None => break "closed by bookie".to_string(),
                     Some(Err(e)) => break format!("read: {e}"),
                     Some(Ok(frame)) => {
-                        let waiter = s
-                            .pending
-                            .lock()
-                            .as_mut()
-                            .and_then(|p| p.remove(&frame.request_id));
-                        let Some(waiter) = waiter else {
+                        let Some(waiter) = s.take(frame.request_id) else {
                             if frame.request_id == 0 {
                                 // A connection-level error the bookie sent before closing.
                                 let msg = match Response::decode(&frame) {
@@ -419,6 +498,14 @@ impl BookieClient {
         match tokio::time::timeout(opts.connect_timeout, client.call(hello)).await {
             Ok(Ok(Response::Hello(h))) => {
                 let theirs = h.max_frame_len as usize;
+                if theirs > opts.max_frame_len {
+                    client.shared.close("frame limits do not match");
+                    return Err(connect_err(format!(
+                        "the bookie sends frames of up to {theirs} bytes, this client reads up to \
+                         {}: raise ClientOptions::max_frame_len",
+                        opts.max_frame_len
+                    )));
+                }
                 client
                     .shared
                     .max_frame_len
@@ -430,7 +517,10 @@ impl BookieClient {
                 "hello answered with {other:?}"
             ))),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(connect_err("handshake timed out".into())),
+            Err(_) => {
+                client.shared.close("handshake timed out");
+                Err(connect_err("handshake timed out".into()))
+            }
         }
     }
 
@@ -448,17 +538,21 @@ impl BookieClient {
         self.shared.closed.load(Ordering::Acquire)
     }
 
-    /// Sends one request and waits for its response.
+    /// Sends one request and waits for its response (at most the request timeout).
     pub async fn call(&self, req: Request) -> Result<Response, ClientError> {
+        let extra = match &req {
+            Request::ReadLac(r) => Duration::from_millis(u64::from(r.wait_ms)),
+            _ => Duration::ZERO,
+        };
         let (w, rx) = oneshot::channel();
         let id = self
             .shared
-            .register(Waiter::One(w))
+            .register(Waiter::One(w), extra)
             .map_err(|_| ClientError::Disconnected("connection closed".into()))?;
         let mut buf = BytesMut::new();
         let max = self.shared.max_frame_len.load(Ordering::Relaxed);
         if let Err(e) = req.encode(id, &mut buf, max) {
-            self.shared.pending.lock().as_mut().map(|p| p.remove(&id));
+            self.shared.take(id);
             return Err(ClientError::Invalid(e.to_string()));
         }
         if self.tx.send(Outgoing::Frame(buf)).is_err() {
@@ -571,4 +665,102 @@ impl BookieClient {
 
 fn unexpected(what: &str, resp: &Response) -> ClientError {
     ClientError::Protocol(format!("{what} answered with op {}", resp.op()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dlog_api::wire::FrameCodec;
+    use dlog_api::wire::bookie::HelloOk;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+    use tokio_util::codec::Decoder;
+
+    /// A "bookie" that completes the handshake and then never answers.
+    async fn silent_bookie(max_frame_len: u32) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = BytesMut::new();
+            let mut codec = FrameCodec::new(1 << 20);
+            let hello = loop {
+                if let Some(f) = codec.decode(&mut buf).unwrap() {
+                    break f;
+                }
+                let mut chunk = [0u8; 1024];
+                let n = s.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            };
+            let mut out = BytesMut::new();
+            Response::Hello(HelloOk {
+                version: PROTOCOL_VERSION,
+                bookie_id: "silent".into(),
+                instance_id: 1,
+                max_frame_len,
+            })
+            .encode(hello.request_id, &mut out, 1 << 20)
+            .unwrap();
+            s.write_all(&out).await.unwrap();
+            // Read and ignore everything else, keeping the connection open.
+            let mut sink = vec![0u8; 1 << 16];
+            while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn unanswered_requests_time_out() {
+        let addr = silent_bookie(1 << 20).await;
+        let opts = ClientOptions {
+            request_timeout: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let c = BookieClient::connect(&addr, opts).await.unwrap();
+        let t = Instant::now();
+        let e = c.info().await.unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+        assert!(e.is_retryable());
+        assert!(t.elapsed() < Duration::from_secs(5));
+        // Adds reported on an ack channel time out too.
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let data = dlog_api::Entry::encode(LedgerId(1), EntryId(0), b"x");
+        c.add_to(
+            AddEntry {
+                ledger: LedgerId(1),
+                entry: EntryId(0),
+                epoch: Epoch(1),
+                lac: None,
+                recovery: false,
+                data,
+            },
+            &tx,
+        )
+        .unwrap();
+        let ack = rx.recv().await.unwrap();
+        assert!(matches!(ack.result, Err(ClientError::Timeout(_))));
+        // A long-poll gets its wait on top of the timeout.
+        let t = Instant::now();
+        let e = c
+            .read_lac(LedgerId(1), None, Duration::from_millis(300))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Timeout(_)), "{e}");
+        assert!(
+            t.elapsed() >= Duration::from_millis(450),
+            "{:?}",
+            t.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_bookie_sending_larger_frames_than_we_read_is_refused() {
+        let addr = silent_bookie(8 << 20).await;
+        let opts = ClientOptions {
+            max_frame_len: 1 << 20,
+            ..Default::default()
+        };
+        let e = BookieClient::connect(&addr, opts).await.unwrap_err();
+        assert!(e.to_string().contains("max_frame_len"), "{e}");
+    }
 }
