@@ -15,3 +15,5 @@ apt_install() { # apt_install PKG... (only those missing)
 
 # RocksDB's bindings are generated with bindgen, which needs libclang; its C++ needs g++.
 apt_install libclang-dev g++ make
+# etcd-client generates its gRPC code with protoc at build time.
+apt_install protobuf-compiler
