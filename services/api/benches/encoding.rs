@@ -24,9 +24,16 @@ fn entry(c: &mut Criterion) {
         let payload = vec![7u8; size];
         g.throughput(Throughput::Bytes(size as u64));
         g.bench_with_input(BenchmarkId::new("encode", size), &payload, |b, p| {
-            b.iter(|| Entry::encode(LedgerId(1), EntryId(2), std::hint::black_box(p)))
+            b.iter(|| {
+                Entry::encode(
+                    LedgerId(1),
+                    EntryId(2),
+                    p.len() as u64,
+                    std::hint::black_box(p),
+                )
+            })
         });
-        let sealed = Entry::encode(LedgerId(1), EntryId(2), &payload);
+        let sealed = Entry::encode(LedgerId(1), EntryId(2), payload.len() as u64, &payload);
         g.bench_with_input(BenchmarkId::new("verify", size), &sealed, |b, e| {
             b.iter(|| Entry::verify(std::hint::black_box(e), LedgerId(1), EntryId(2), 8 << 20))
         });

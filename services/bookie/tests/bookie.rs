@@ -757,7 +757,7 @@ async fn malformed_frames_get_error_codes_and_never_crash_the_bookie() {
     let c = r.client().await;
     let mut bad = add(L, 0, 1, 100);
     let mut raw = bad.data.to_vec();
-    raw[30] ^= 1;
+    raw[dlog_api::entry::ENTRY_HEADER_LEN + 5] ^= 1; // a payload byte
     bad.data = raw.into();
     assert_eq!(code(c.add(bad).await), ErrorCode::ChecksumMismatch);
     let mut wrong = add(L, 0, 1, 100);

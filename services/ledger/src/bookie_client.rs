@@ -724,7 +724,7 @@ mod tests {
         assert!(t.elapsed() < Duration::from_secs(5));
         // Adds reported on an ack channel time out too.
         let (tx, mut rx) = mpsc::unbounded_channel();
-        let data = dlog_api::Entry::encode(LedgerId(1), EntryId(0), b"x");
+        let data = dlog_api::Entry::encode(LedgerId(1), EntryId(0), 1, b"x");
         c.add_to(
             AddEntry {
                 ledger: LedgerId(1),

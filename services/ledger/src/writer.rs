@@ -153,7 +153,9 @@ pub struct WriterCore {
     max_payload: usize,
     next: u64,
     lac: Option<EntryId>,
+    /// Payload bytes acknowledged (through the LAC) and appended (through the last entry).
     length: u64,
+    appended_length: u64,
     pending: VecDeque<Pending>,
     /// Bookies of the current ensemble reported failed and not yet replaced.
     failed: BTreeSet<BookieId>,
@@ -177,6 +179,7 @@ impl WriterCore {
             next: 0,
             lac: None,
             length: 0,
+            appended_length: 0,
             pending: VecDeque::new(),
             failed: BTreeSet::new(),
             changing: false,
@@ -273,7 +276,9 @@ impl WriterCore {
         }
         let entry = EntryId(self.next);
         self.next += 1;
-        let data = Entry::encode(self.meta.id, entry, &payload);
+        let ledger_length = self.appended_length + payload.len() as u64;
+        self.appended_length = ledger_length;
+        let data = Entry::encode(self.meta.id, entry, ledger_length, &payload);
         self.pending.push_back(Pending {
             entry,
             token,

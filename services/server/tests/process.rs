@@ -101,7 +101,10 @@ fn payload(ledger: LedgerId, entry: EntryId) -> Vec<u8> {
 }
 
 fn entry(ledger: LedgerId, e: u64) -> Bytes {
-    Entry::encode(ledger, EntryId(e), &payload(ledger, EntryId(e)))
+    {
+        let p = payload(ledger, EntryId(e));
+        Entry::encode(ledger, EntryId(e), (e + 1) * p.len() as u64, &p)
+    }
 }
 
 /// Pipelines `count` adds (at most `inflight` at once); returns the acknowledged entry ids.

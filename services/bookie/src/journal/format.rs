@@ -464,7 +464,8 @@ mod tests {
 
     #[test]
     fn verify_body_checks_heads_and_every_entry() {
-        let entry = |e: u64| dlog_api::Entry::encode(LedgerId(1), EntryId(e), b"payload");
+        let entry =
+            |e: u64| dlog_api::Entry::encode(LedgerId(1), EntryId(e), 7 * (e + 1), b"payload");
         let recs = [
             Record::Add {
                 ledger: LedgerId(1),

@@ -92,7 +92,12 @@ pub fn payload(ledger: LedgerId, entry: EntryId, len: usize) -> Vec<u8> {
 }
 
 pub fn entry_bytes(ledger: LedgerId, entry: EntryId, len: usize) -> Bytes {
-    Entry::encode(ledger, entry, &payload(ledger, entry, len))
+    Entry::encode(
+        ledger,
+        entry,
+        (entry.0 + 1) * len as u64,
+        &payload(ledger, entry, len),
+    )
 }
 
 pub fn add(ledger: LedgerId, entry: u64, epoch: u64, len: usize) -> AddEntry {

@@ -205,7 +205,12 @@ async fn drive_ledger(
         while inflight < load.inflight && (!paced || due <= now) && sent[slot(next_entry)].is_none()
         {
             let entry = EntryId(next_entry);
-            let data = Entry::encode(ledger, entry, &record_set);
+            let data = Entry::encode(
+                ledger,
+                entry,
+                (entry.0 + 1) * record_set.len() as u64,
+                &record_set,
+            );
             let lac = next_entry
                 .checked_sub(u64::try_from(load.inflight).unwrap_or(u64::MAX))
                 .map(EntryId);
