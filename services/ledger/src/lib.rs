@@ -6,12 +6,23 @@
 //! - [`recovery`]: fencing, finding the true end and sealing a ledger, sans IO.
 //! - [`registry`]: bookie registration under leases and cluster cookies.
 //! - [`placement`]: choosing bookies for ensembles, spread across zones.
+//! - [`client`], [`writer_task`], [`reader`], [`pool`]: [`LedgerClient`] runs the cores against
+//!   real bookies and the metadata store — create, write, read, recover, delete.
 
 pub mod bookie_client;
+pub mod client;
 pub mod metadata;
 pub mod placement;
+pub mod pool;
+pub mod reader;
 pub mod recovery;
 pub mod registry;
 pub mod writer;
+pub mod writer_task;
 
 pub use bookie_client::{AckSender, AddAck, BookieClient, ClientError, ClientOptions};
+pub use client::{LedgerClient, LedgerError, LedgerOptions};
+pub use metadata::{LedgerMetadata, LedgerState, Quorum};
+pub use reader::LedgerReader;
+pub use writer::WriteError;
+pub use writer_task::LedgerWriter;

@@ -363,7 +363,9 @@ impl WriterCore {
     }
 
     fn maybe_change(&mut self) {
-        if self.changing || self.failed.is_empty() || self.state == State::Done {
+        // Once the close is on its way the ledger is sealed: nothing left to re-replicate.
+        let sealing = matches!(self.state, State::Done | State::Closing { sent: true });
+        if self.changing || self.failed.is_empty() || sealing {
             return;
         }
         self.changing = true;

@@ -285,6 +285,19 @@ fn close_waits_for_pending_entries_then_seals_at_the_lac() {
 }
 
 #[test]
+fn a_failure_reported_after_the_close_went_out_changes_nothing() {
+    let mut w = writer(3, 3, 2);
+    append(&mut w, 0);
+    ack(&mut w, "a", 0);
+    ack(&mut w, "b", 0);
+    assert!(matches!(
+        &w.handle(WriterEvent::Close)[..],
+        [WriterCommand::CloseLedger { .. }]
+    ));
+    assert!(fail(&mut w, "c", 0, unavailable()).is_empty());
+}
+
+#[test]
 fn closing_an_empty_ledger_seals_it_empty() {
     let mut w = writer(3, 3, 2);
     assert_eq!(

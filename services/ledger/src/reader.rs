@@ -1,0 +1,168 @@
+//! [`LedgerReader`]: reads a ledger's entries from any replica, never past its end.
+//!
+//! - A closed ledger ends at its `last_entry`. An open one ends at the LAC: the highest LAC any
+//!   bookie reports is a true LAC (writers only ever tell bookies acknowledged positions), and
+//!   [`LedgerReader::wait_lac`] long-polls for it to move, for tail readers.
+//! - A read asks the first replica of the entry's write set and, if it has not answered after
+//!   `speculative_read_delay`, the next as well (and so on); a refusal moves on at once. The
+//!   first verified answer wins. Every entry is checked against its CRC and ids.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dlog_api::{Entry, EntryId};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+
+use crate::client::{Inner, LedgerError};
+use crate::metadata::{LedgerMetadata, LedgerState};
+
+#[derive(Debug)]
+pub struct LedgerReader {
+    inner: Arc<Inner>,
+    meta: LedgerMetadata,
+    /// The highest LAC seen (for an open ledger).
+    lac: Option<EntryId>,
+}
+
+impl LedgerReader {
+    pub(crate) fn new(inner: Arc<Inner>, meta: LedgerMetadata) -> LedgerReader {
+        LedgerReader {
+            inner,
+            meta,
+            lac: None,
+        }
+    }
+
+    pub fn metadata(&self) -> &LedgerMetadata {
+        &self.meta
+    }
+
+    /// The last entry readers may read now: the end of a closed ledger, or the highest LAC seen.
+    pub fn readable_end(&self) -> Option<EntryId> {
+        match self.meta.state {
+            LedgerState::Closed => self.meta.last_entry,
+            _ => self.lac,
+        }
+    }
+
+    /// Reads `entry`, which must be at or before [`LedgerReader::readable_end`].
+    pub async fn read(&mut self, entry: EntryId) -> Result<Entry, LedgerError> {
+        let end = self.readable_end();
+        if end.is_none_or(|e| entry > e) {
+            return Err(LedgerError::PastEnd {
+                ledger: self.meta.id,
+                entry,
+                end,
+            });
+        }
+        let ws = self.meta.write_set(entry);
+        let id = self.meta.id;
+        let max = self.inner.opts.max_payload + 64;
+        let delay = self.inner.opts.speculative_read_delay;
+        let mut tries = FuturesUnordered::new();
+        let mut next = 0;
+        let mut why = Vec::new();
+        loop {
+            if next < ws.len() {
+                let (inner, b) = (self.inner.clone(), ws[next].clone());
+                next += 1;
+                tries.push(async move {
+                    let r = match inner.pool.get(&b).await {
+                        Ok(c) => c.read(id, entry, None).await,
+                        Err(e) => Err(e),
+                    };
+                    (b, r)
+                });
+            }
+            let outcome = if next < ws.len() {
+                tokio::time::timeout(delay, tries.next()).await.ok()
+            } else {
+                Some(tries.next().await)
+            };
+            match outcome {
+                // Slow replica: ask the next one too.
+                None => continue,
+                Some(None) => {
+                    return Err(LedgerError::Unreadable {
+                        ledger: id,
+                        entry,
+                        why: why.join("; "),
+                    });
+                }
+                Some(Some((b, Ok(ok)))) => match Entry::decode(ok.data, max) {
+                    Ok(e) if (e.ledger, e.entry) == (id, entry) => {
+                        if ok.lac > self.lac {
+                            self.lac = ok.lac;
+                        }
+                        return Ok(e);
+                    }
+                    Ok(e) => why.push(format!("{b}: returned {}/{}", e.ledger, e.entry)),
+                    Err(e) => why.push(format!("{b}: {e}")),
+                },
+                Some(Some((b, Err(e)))) => why.push(format!("{b}: {e}")),
+            }
+        }
+    }
+
+    /// Asks the ledger's last ensemble for the LAC and remembers the highest answer.
+    pub async fn read_lac(&mut self) -> Result<Option<EntryId>, LedgerError> {
+        self.poll_lac(None, Duration::ZERO).await
+    }
+
+    /// Waits up to `wait` for the LAC to pass `known`; returns the highest LAC seen.
+    pub async fn wait_lac(
+        &mut self,
+        known: Option<EntryId>,
+        wait: Duration,
+    ) -> Result<Option<EntryId>, LedgerError> {
+        self.poll_lac(known, wait).await
+    }
+
+    async fn poll_lac(
+        &mut self,
+        known: Option<EntryId>,
+        wait: Duration,
+    ) -> Result<Option<EntryId>, LedgerError> {
+        if self.meta.state == LedgerState::Closed {
+            return Ok(self.meta.last_entry);
+        }
+        let id = self.meta.id;
+        let mut asks: FuturesUnordered<_> = self
+            .meta
+            .current_ensemble()
+            .iter()
+            .cloned()
+            .map(|b| {
+                let inner = self.inner.clone();
+                async move {
+                    match inner.pool.get(&b).await {
+                        Ok(c) => c.read_lac(id, known, wait).await,
+                        Err(e) => Err(e),
+                    }
+                }
+            })
+            .collect();
+        let mut last_err = None;
+        let mut answered = false;
+        while let Some(r) = asks.next().await {
+            match r {
+                Ok(info) => {
+                    answered = true;
+                    if info.lac > self.lac {
+                        self.lac = info.lac;
+                    }
+                    // A long-poll is satisfied by the first bookie that has news.
+                    if wait > Duration::ZERO && info.lac > known {
+                        break;
+                    }
+                }
+                Err(e) => last_err = Some(e),
+            }
+        }
+        match (answered, last_err) {
+            (false, Some(e)) => Err(e.into()),
+            _ => Ok(self.lac),
+        }
+    }
+}
