@@ -561,7 +561,9 @@ impl Sim {
                 self.writer_cmds(cmds);
             }
             _ => {
-                return !busy.is_empty() || !self.responses.is_empty() || !self.meta_done.is_empty();
+                return !busy.is_empty()
+                    || !self.responses.is_empty()
+                    || !self.meta_done.is_empty();
             }
         }
         self.check();

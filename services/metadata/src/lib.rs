@@ -17,6 +17,8 @@ pub mod store;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::sync::Arc;
 

@@ -5,12 +5,13 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use dlog_metadata::testing::Etcd;
 use dlog_metadata::{
     EmbeddedOptions, EmbeddedStore, EtcdOptions, EtcdStore, Expect, MetadataError, MetadataStore,
     WatchEvent, conformance,
@@ -22,93 +23,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A real etcd server (Debian's `etcd-server`, installed by scripts/test) on free ports.
-struct Etcd {
-    child: Option<Child>,
-    dir: PathBuf,
-    client_port: u16,
-    peer_port: u16,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        let mut e = Etcd {
-            child: None,
-            dir: dir.to_path_buf(),
-            client_port: free_port(),
-            peer_port: free_port(),
-        };
-        e.spawn();
-        e
-    }
-
-    fn spawn(&mut self) {
-        let client = format!("http://127.0.0.1:{}", self.client_port);
-        let peer = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::File::create(self.dir.join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", "test", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args([
-                "--listen-client-urls",
-                &client,
-                "--advertise-client-urls",
-                &client,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-            ])
-            .args(["--initial-cluster", &format!("test={peer}")])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("start etcd ({e}); scripts/test installs it (Debian package etcd-server)")
-            });
-        self.child = Some(child);
-    }
-
-    fn endpoint(&self) -> String {
-        format!("127.0.0.1:{}", self.client_port)
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    async fn connect(&self, root: &str) -> EtcdStore {
-        let mut o = EtcdOptions::new(vec![self.endpoint()]);
-        o.root = root.into();
-        o.connect_timeout = Duration::from_secs(2);
-        let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match EtcdStore::connect(o.clone()).await {
-                Ok(s) => return s,
-                Err(e) if std::time::Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(e) => panic!(
-                    "etcd did not come up: {e}; log: {}",
-                    std::fs::read_to_string(self.dir.join("etcd.log")).unwrap_or_default()
-                ),
-            }
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 async fn embedded(dir: &Path) -> Arc<dyn MetadataStore> {

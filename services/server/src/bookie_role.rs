@@ -5,6 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use dlog_bookie::{Bookie, BookieConfig, server};
+use dlog_metadata::Location;
+
+use crate::registration::{self, Announce};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -31,6 +34,21 @@ pub struct BookieArgs {
     /// Validate the configuration and exit.
     #[arg(long)]
     pub check_config: bool,
+    /// Join a cluster: register in this metadata store (`etcd://host:2379[,…][/root]`, or a
+    /// folder for an embedded store) so that writers can place ledgers here. Without it the
+    /// bookie runs alone.
+    #[arg(long, env = "DLOG_METADATA")]
+    pub metadata: Option<String>,
+    /// Address clients should use to reach this bookie (default: --listen, which must then
+    /// not be a wildcard address).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Failure domain (availability zone or rack) used to spread ensembles.
+    #[arg(long, default_value = "")]
+    pub zone: String,
+    /// How long the registration outlives this process if it dies without deregistering.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub registration_ttl: std::time::Duration,
 }
 
 impl BookieArgs {
@@ -62,8 +80,56 @@ impl BookieArgs {
     }
 }
 
+/// Where the bookie is registered, from the flags; `None` without `--metadata`.
+fn cluster(args: &BookieArgs, cfg: &BookieConfig) -> anyhow::Result<Option<(Location, Announce)>> {
+    let Some(url) = &args.metadata else {
+        return Ok(None);
+    };
+    let location: Location = url.parse().context("--metadata")?;
+    let address = match &args.advertise {
+        Some(a) => {
+            let ok = a
+                .rsplit_once(':')
+                .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p > 0));
+            anyhow::ensure!(ok, "--advertise {a:?} is not host:port");
+            a.clone()
+        }
+        None => {
+            anyhow::ensure!(
+                !cfg.listen.ip().is_unspecified() && cfg.listen.port() != 0,
+                "--listen {} is not an address clients can use: give --advertise host:port",
+                cfg.listen
+            );
+            cfg.listen.to_string()
+        }
+    };
+    anyhow::ensure!(
+        args.registration_ttl >= std::time::Duration::from_secs(2)
+            && args.registration_ttl <= std::time::Duration::from_secs(3600),
+        "--registration-ttl must be between 2s and 1h"
+    );
+    anyhow::ensure!(
+        args.zone.len() <= 64
+            && args
+                .zone
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)),
+        "--zone may hold up to 64 letters, digits, '-', '_' and '.'"
+    );
+    Ok(Some((
+        location,
+        Announce {
+            address,
+            zone: args.zone.clone(),
+            ttl: args.registration_ttl,
+            refresh: std::time::Duration::from_secs(5),
+        },
+    )))
+}
+
 pub async fn run(args: BookieArgs) -> anyhow::Result<()> {
     let cfg = args.resolve()?;
+    let cluster = cluster(&args, &cfg)?;
     if args.check_config {
         println!("config ok");
         return Ok(());
@@ -77,8 +143,34 @@ pub async fn run(args: BookieArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind {listen}"))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(wait_for_signal(shutdown.clone()));
+    // Registration stops (deregisters) first on a signal, then the server drains.
+    let deregistered = match cluster {
+        Some((location, announce)) => {
+            let store = dlog_metadata::open(&location)
+                .await
+                .with_context(|| format!("open metadata store {location:?}"))?;
+            let reg = registration::register(store.clone(), &bookie, &announce).await?;
+            let (stop, done) = (CancellationToken::new(), CancellationToken::new());
+            let (s, d) = (stop.clone(), done.clone());
+            let b = bookie.clone();
+            tokio::spawn(async move {
+                registration::maintain(store, b, announce, reg, s).await;
+                d.cancel();
+            });
+            Some((stop, done))
+        }
+        None => None,
+    };
     info!(addr = %listener.local_addr()?, "dlogd bookie ready");
-    server::serve(bookie.clone(), listener, shutdown).await;
+    let serving = CancellationToken::new();
+    let server = tokio::spawn(server::serve(bookie.clone(), listener, serving.clone()));
+    shutdown.cancelled().await;
+    if let Some((stop, done)) = deregistered {
+        stop.cancel();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), done.cancelled()).await;
+    }
+    serving.cancel();
+    server.await.context("bookie server task")?;
     tokio::task::spawn_blocking(move || bookie.shutdown())
         .await
         .context("bookie shutdown task")?;

@@ -2,8 +2,10 @@
 //!
 //! - [`bookie_role`]: `dlogd bookie`, a storage node serving the bookie protocol.
 //! - [`bench`]: `dlogd bench …`, benchmarks over the real protocol with a common output shape.
+//! - [`registration`]: a bookie's registration in the cluster's metadata store.
 //! - [`logging`]: tracing set-up shared by every role.
 
 pub mod bench;
 pub mod bookie_role;
 pub mod logging;
+pub mod registration;

@@ -1,5 +1,6 @@
 //! Tests of the real `dlogd` binary as separate processes: kill -9 during pipelined adds,
-//! graceful SIGTERM drain, the CLI's errors, and the benchmark's output contract.
+//! graceful SIGTERM drain, the CLI's errors, the benchmark's output contract, and bookie
+//! processes forming a cluster through a real etcd.
 
 #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
 
@@ -38,6 +39,10 @@ struct Dlogd {
 
 impl Dlogd {
     fn start(data: &Path) -> Dlogd {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Dlogd {
         let cfg = data.with_extension("toml");
         std::fs::write(&cfg, CONFIG).unwrap();
         let port = free_port();
@@ -48,6 +53,7 @@ impl Dlogd {
             .arg("--data-dir")
             .arg(data)
             .args(["--listen", &addr])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -356,4 +362,122 @@ fn bench_prints_its_figures_and_a_json_line() {
         assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {last}");
     }
     assert_eq!(v["errors"], 0);
+}
+
+/// Four `dlogd bookie` processes join a cluster through a real etcd; a replicated ledger
+/// survives one of them being killed with -9 mid-stream (the writer replaces it), a SIGTERM
+/// deregisters a bookie before it exits, and a wiped data dir cannot take over a known id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bookie_processes_form_a_cluster_through_etcd() {
+    use dlog_ledger::registry::list_bookies;
+    use dlog_ledger::{LedgerClient, LedgerOptions, Quorum};
+    use dlog_metadata::MetadataStore;
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etcd")).unwrap();
+    let etcd = dlog_metadata::testing::Etcd::start(&dir.path().join("etcd"));
+    let store: Arc<dyn MetadataStore> = Arc::new(etcd.connect("/it/").await);
+    let url = format!("etcd://{}/it/", etcd.endpoint());
+    let mut nodes: Vec<Option<Dlogd>> = (0..4)
+        .map(|i| {
+            let id = format!("bookie-{i}");
+            Some(Dlogd::start_with(
+                &dir.path().join(&id),
+                &[
+                    "--metadata",
+                    &url,
+                    "--id",
+                    &id,
+                    "--init",
+                    "--registration-ttl",
+                    "2s",
+                ],
+            ))
+        })
+        .collect();
+    let t = Instant::now();
+    while list_bookies(&*store).await.unwrap().len() < 4 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "bookies did not register"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut opts = LedgerOptions::default();
+    opts.bookie.request_timeout = Duration::from_secs(3);
+    let client = LedgerClient::new(store.clone(), opts);
+    // Qa = Qw, so entries after the kill need the replacement.
+    let w = client
+        .create(Quorum::new(3, 3, 3).unwrap(), Epoch(1))
+        .await
+        .unwrap();
+    let first = client.metadata(w.id()).await.unwrap().0;
+    let data = |i: u64| Bytes::from(format!("record {i}").repeat(20));
+    for i in 0..300 {
+        w.append_wait(data(i)).await.unwrap();
+    }
+    let victim = first.current_ensemble()[0].clone();
+    let vi: usize = victim
+        .as_str()
+        .trim_start_matches("bookie-")
+        .parse()
+        .unwrap();
+    nodes[vi].take().unwrap().kill9();
+    let mut acks = Vec::new();
+    for i in 300..600 {
+        acks.push(w.append(data(i)).await);
+    }
+    for (i, a) in acks.into_iter().enumerate() {
+        assert_eq!(a.await.unwrap().unwrap(), EntryId(300 + i as u64));
+    }
+    let meta = w.close().await.unwrap();
+    assert_eq!(meta.last_entry, Some(EntryId(599)));
+    assert_eq!(meta.fragments.len(), 2, "{meta:?}");
+    assert!(!meta.current_ensemble().contains(&victim));
+    let mut r = client.open_reader(meta.id).await.unwrap();
+    for i in 0..600 {
+        assert_eq!(
+            r.read(EntryId(i)).await.unwrap().payload,
+            data(i),
+            "entry {i}"
+        );
+    }
+    // SIGTERM: the registration goes first, at once (not after the 2 s lease).
+    let leaving = meta.current_ensemble()[0].clone();
+    let li: usize = leaving
+        .as_str()
+        .trim_start_matches("bookie-")
+        .parse()
+        .unwrap();
+    assert!(nodes[li].take().unwrap().sigterm().success());
+    let ids: Vec<_> = list_bookies(&*store)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert!(
+        !ids.contains(&leaving),
+        "{leaving} still registered: {ids:?}"
+    );
+    // A wiped data dir under the killed bookie's id is refused by the cluster cookie.
+    let out = dlogd(&[
+        "bookie",
+        "--data-dir",
+        dir.path().join("wiped").to_str().unwrap(),
+        "--listen",
+        &format!("127.0.0.1:{}", free_port()),
+        "--id",
+        victim.as_str(),
+        "--init",
+        "--metadata",
+        &url,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("decommission"), "{err}");
+    for n in nodes.into_iter().flatten() {
+        n.kill9();
+    }
 }
