@@ -332,10 +332,23 @@ fn cli_refuses_bad_config_and_foreign_identity_with_clear_errors() {
 
 #[test]
 fn bench_prints_its_figures_and_a_json_line() {
+    for bench in ["bookie", "ledger"] {
+        bench_contract(bench);
+    }
+    // Impossible quorums and too few bookies are refused with a reason.
+    let out = dlogd(&["bench", "ledger", "--write-quorum", "4", "--seconds", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("quorums need"));
+    let out = dlogd(&["bench", "ledger", "--local-bookies", "2", "--seconds", "1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least that many bookies"));
+}
+
+fn bench_contract(bench: &str) {
     let out = Command::new(DLOGD)
         .args([
             "bench",
-            "bookie",
+            bench,
             "--entry-size",
             "512",
             "--inflight",

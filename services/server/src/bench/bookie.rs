@@ -6,19 +6,13 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use bytes::Bytes;
-use dlog_api::record::{RecordSetLimits, encode_record_set};
 use dlog_api::wire::bookie::AddEntry;
-use dlog_api::{Compression, Entry, EntryId, Epoch, LedgerId, Record};
+use dlog_api::{Entry, EntryId, Epoch, LedgerId};
 use dlog_bookie::journal::file::IoMode;
-use dlog_bookie::{Bookie, BookieConfig, server};
 use dlog_ledger::{AddAck, BookieClient, ClientOptions};
-use indicatif::{ProgressBar, ProgressStyle};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use super::report::{LoadArgs, Pacer, Recorder, Report};
+use super::local::LocalBookie;
+use super::report::{LoadArgs, Pacer, Recorder, Report, one_record_set, progress_bar, tick};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct BookieBenchArgs {
@@ -48,71 +42,19 @@ fn parse_io_mode(s: &str) -> Result<IoMode, String> {
     }
 }
 
-/// A bookie the bench started itself; stopped when dropped.
-struct OwnBookie {
-    bookie: Bookie,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<()>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn start_own(args: &BookieBenchArgs) -> anyhow::Result<(String, OwnBookie)> {
-    let (dir, tmp) = match &args.data_dir {
-        Some(d) => (d.clone(), None),
-        None => {
-            // Next to the build, not in /tmp: /tmp may be a RAM disk, which would flatter fsync.
-            let base = std::env::current_dir()?.join("target").join("bench");
-            std::fs::create_dir_all(&base).with_context(|| format!("create {}", base.display()))?;
-            let t = tempfile::tempdir_in(&base)?;
-            (t.path().to_path_buf(), Some(t))
-        }
-    };
-    let mut cfg = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("read config {}", path.display()))?;
-            BookieConfig::from_toml(&text).with_context(|| format!("config {}", path.display()))?
-        }
-        None => BookieConfig::default(),
-    };
-    cfg.data_dir = dir;
-    if let Some(m) = args.io_mode {
-        cfg.journal.io_mode = m;
-    }
-    let bookie = tokio::task::spawn_blocking(move || Bookie::open(cfg))
-        .await
-        .context("bookie start-up task")??;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?.to_string();
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(server::serve(bookie.clone(), listener, shutdown.clone()));
-    Ok((
-        addr,
-        OwnBookie {
-            bookie,
-            shutdown,
-            server,
-            _dir: tmp,
-        },
-    ))
-}
-
-impl OwnBookie {
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = self.server.await;
-        let b = self.bookie;
-        let _ = tokio::task::spawn_blocking(move || b.shutdown()).await;
-    }
-}
-
 pub async fn run(args: BookieBenchArgs) -> anyhow::Result<Report> {
     args.load.validate()?;
     let (addr, own) = match &args.addr {
         Some(a) => (a.clone(), None),
         None => {
-            let (a, o) = start_own(&args).await?;
-            (a, Some(o))
+            let o = LocalBookie::start(
+                args.config.as_deref(),
+                args.io_mode,
+                args.data_dir.clone(),
+                None,
+            )
+            .await?;
+            (o.addr.clone(), Some(o))
         }
     };
     let client = BookieClient::connect(
@@ -152,23 +94,10 @@ async fn drive_ledger(
     load: &LoadArgs,
     ledger: LedgerId,
 ) -> anyhow::Result<Report> {
-    let limits = RecordSetLimits {
-        max_payload: load.entry_size,
-        ..Default::default()
-    };
-    let payload = Bytes::from(
-        (0..load.entry_size)
-            .map(|_| fastrand::u8(..))
-            .collect::<Vec<u8>>(),
-    );
-    let record_set = encode_record_set(&[Record::new(payload)], Compression::None, &limits)?;
+    let record_set = one_record_set(load.entry_size)?;
     let epoch = Epoch(1);
     let rec = Recorder::new();
-    let bar = ProgressBar::new((load.seconds * 10.0) as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let bar = progress_bar(load.seconds);
     // Acks arrive per request on one channel; each in-flight entry's send time sits in a ring
     // slot (entry id modulo its size), which is free again once that entry is acknowledged.
     let (acks_tx, mut acks) = tokio::sync::mpsc::unbounded_channel();
@@ -248,17 +177,7 @@ async fn drive_ledger(
                 on_ack(more, &mut inflight, &mut sent);
             }
         }
-        if last_tick.elapsed() >= Duration::from_millis(100) {
-            last_tick = Instant::now();
-            let (ok, bytes) = rec.completed();
-            let secs = start.elapsed().as_secs_f64();
-            bar.set_position((secs * 10.0) as u64);
-            bar.set_message(format!(
-                "{:.0} records/s {:.1} MB/s",
-                ok as f64 / secs,
-                bytes as f64 / secs / 1e6
-            ));
-        }
+        tick(&bar, &rec, start, &mut last_tick);
     }
     // Wait for everything in flight.
     while inflight > 0 {

@@ -7,15 +7,21 @@
 //! a stall is charged to every request it delayed (no coordinated omission).
 
 mod bookie;
+mod ledger;
+mod local;
 mod report;
 
 pub use bookie::BookieBenchArgs;
+pub use ledger::LedgerBenchArgs;
 pub use report::{LoadArgs, Recorder, Report};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
     /// Adds to one bookie. Without --addr, starts a bookie in a temporary folder first.
     Bookie(BookieBenchArgs),
+    /// Appends to one replicated ledger (E/Qw/Qa) through the replication client. Without
+    /// --bookies, starts --local-bookies (default 3) in temporary folders first.
+    Ledger(LedgerBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -23,6 +29,12 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Bookie(args) => {
             let json = args.load.json;
             let report = bookie::run(args).await?;
+            report.print(json);
+            Ok(())
+        }
+        BenchCommand::Ledger(args) => {
+            let json = args.load.json;
+            let report = ledger::run(args).await?;
             report.print(json);
             Ok(())
         }

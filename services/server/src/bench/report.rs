@@ -3,7 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use dlog_api::record::{RecordSetLimits, encode_record_set};
+use dlog_api::{Compression, Record};
 use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
 use parking_lot::Mutex;
 use serde::Serialize;
 
@@ -179,6 +183,47 @@ impl Report {
             }
         }
     }
+}
+
+/// The progress bar of a run of `seconds` (ticks of 100 ms).
+pub fn progress_bar(seconds: f64) -> ProgressBar {
+    let bar = ProgressBar::new((seconds * 10.0) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:30} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Updates the bar with the running rates, at most every 100 ms.
+pub fn tick(bar: &ProgressBar, rec: &Recorder, start: Instant, last: &mut Instant) {
+    if last.elapsed() < Duration::from_millis(100) {
+        return;
+    }
+    *last = Instant::now();
+    let (ok, bytes) = rec.completed();
+    let secs = start.elapsed().as_secs_f64();
+    bar.set_position((secs * 10.0) as u64);
+    bar.set_message(format!(
+        "{:.0} records/s {:.1} MB/s",
+        ok as f64 / secs,
+        bytes as f64 / secs / 1e6
+    ));
+}
+
+/// An entry payload as the log layer will send it: a record set holding one record of
+/// `size` random (incompressible) bytes.
+pub fn one_record_set(size: usize) -> anyhow::Result<Bytes> {
+    let limits = RecordSetLimits {
+        max_payload: size,
+        ..Default::default()
+    };
+    let payload = Bytes::from((0..size).map(|_| fastrand::u8(..)).collect::<Vec<u8>>());
+    Ok(encode_record_set(
+        &[Record::new(payload)],
+        Compression::None,
+        &limits,
+    )?)
 }
 
 /// Paces requests at `rate` per second; `None` means as fast as permits allow.
