@@ -134,6 +134,18 @@ impl LedgerClient {
         &self.inner.store
     }
 
+    pub fn options(&self) -> &LedgerOptions {
+        &self.inner.opts
+    }
+
+    pub(crate) fn pool(&self) -> &BookiePool {
+        &self.inner.pool
+    }
+
+    pub(crate) fn rng(&self) -> &Mutex<fastrand::Rng> {
+        &self.inner.rng
+    }
+
     /// Creates a ledger on an ensemble placed among the registered writable bookies and
     /// returns its writer, writing at `epoch`.
     pub async fn create(&self, quorum: Quorum, epoch: Epoch) -> Result<LedgerWriter, LedgerError> {

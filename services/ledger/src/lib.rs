@@ -6,6 +6,7 @@
 //! - [`recovery`]: fencing, finding the true end and sealing a ledger, sans IO.
 //! - [`registry`]: bookie registration under leases and cluster cookies.
 //! - [`placement`]: choosing bookies for ensembles, spread across zones.
+//! - [`rereplication`]: bringing closed ledgers back to Qw copies after a bookie is lost.
 //! - [`client`], [`writer_task`], [`reader`], [`pool`]: [`LedgerClient`] runs the cores against
 //!   real bookies and the metadata store — create, write, read, recover, delete.
 
@@ -17,6 +18,7 @@ pub mod pool;
 pub mod reader;
 pub mod recovery;
 pub mod registry;
+pub mod rereplication;
 pub mod writer;
 pub mod writer_task;
 

@@ -288,6 +288,43 @@ impl LedgerMetadata {
     }
 }
 
+impl LedgerMetadata {
+    /// The entries fragment `i` holds: from its first entry to the entry before the next
+    /// fragment, or to the last entry of a closed ledger. `None` if it holds none.
+    pub fn fragment_entries(&self, i: usize) -> Option<(EntryId, EntryId)> {
+        let f = self.fragments.get(i)?;
+        let end = match self.fragments.get(i + 1) {
+            Some(next) => EntryId(next.first_entry.0.checked_sub(1)?),
+            None => self.last_entry?,
+        };
+        (end >= f.first_entry).then_some((f.first_entry, end))
+    }
+
+    /// The metadata with `old` replaced by `new` in fragment `i` only: the re-replication of a
+    /// fragment whose entries were copied to `new`.
+    pub fn with_fragment_bookie(
+        &self,
+        i: usize,
+        old: &BookieId,
+        new: &BookieId,
+    ) -> Result<LedgerMetadata, MetadataInvalid> {
+        let mut m = self.clone();
+        let f = m
+            .fragments
+            .get_mut(i)
+            .ok_or_else(|| MetadataInvalid(format!("ledger {} has no fragment {i}", self.id)))?;
+        let pos = f.ensemble.iter().position(|b| b == old).ok_or_else(|| {
+            MetadataInvalid(format!(
+                "bookie {old} is not in fragment {i} of ledger {}",
+                self.id
+            ))
+        })?;
+        f.ensemble[pos] = new.clone();
+        m.validate()?;
+        Ok(m)
+    }
+}
+
 /// Ensemble positions of `entry`'s write set.
 pub fn write_set_positions(q: Quorum, entry: EntryId) -> impl Iterator<Item = usize> {
     let e = u64::from(q.ensemble);

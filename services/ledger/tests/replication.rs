@@ -25,6 +25,23 @@ struct Node {
 }
 
 impl Node {
+    /// Stops the bookie and removes its registration (as a clean shutdown does).
+    async fn stop_and_deregister(self) {
+        let Node {
+            bookie,
+            stop,
+            server,
+            _reg,
+            ..
+        } = self;
+        _reg.deregister().await.unwrap();
+        stop.cancel();
+        let _ = server.await;
+        tokio::task::spawn_blocking(move || bookie.shutdown())
+            .await
+            .unwrap();
+    }
+
     async fn kill(self) {
         self.stop.cancel();
         let _ = self.server.await;
@@ -276,4 +293,67 @@ async fn concurrent_recoveries_agree_on_the_end() {
     let final_meta = client.recover(id).await.unwrap();
     assert_eq!(final_meta.last_entry, Some(EntryId(199)));
     assert!(ends.iter().all(|e| *e == Some(EntryId(199))), "{ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_ledgers_are_rereplicated_off_a_lost_bookie() {
+    use dlog_ledger::rereplication::run_round;
+    let mut c = Cluster::start(4).await;
+    let client = c.client();
+    let w = client.create(Quorum::DEFAULT, Epoch(1)).await.unwrap();
+    for i in 0..200 {
+        w.append_wait(payload(i)).await.unwrap();
+    }
+    let meta = w.close().await.unwrap();
+    // Nothing lost: a round changes nothing.
+    let r = run_round(&client, Duration::ZERO).await.unwrap();
+    assert_eq!(
+        (r.fragments_rereplicated, r.lost_bookies.len()),
+        (0, 0),
+        "{r:?}"
+    );
+    let victim = meta.current_ensemble()[0].clone();
+    let i = c
+        .nodes
+        .iter()
+        .position(|n| n.as_ref().is_some_and(|n| n.id == victim))
+        .unwrap();
+    c.nodes[i].take().unwrap().stop_and_deregister().await;
+    // Within the grace period it is only missing, not lost.
+    let r = run_round(&client, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(r.fragments_rereplicated, 0, "{r:?}");
+    let r = run_round(&client, Duration::ZERO).await.unwrap();
+    assert_eq!(r.lost_bookies, [victim.clone()]);
+    assert_eq!(
+        (r.fragments_rereplicated, r.entries_copied, r.failed),
+        (1, 200, 0),
+        "{r:?}"
+    );
+    let (after, _) = client.metadata(meta.id).await.unwrap();
+    assert!(!after.all_bookies().contains(&victim), "{after:?}");
+    assert_eq!(after.last_entry, meta.last_entry);
+    // The replacement holds every entry itself, byte for byte.
+    let new = after.current_ensemble()[0].clone();
+    let node = c.nodes.iter().flatten().find(|n| n.id == new).unwrap();
+    let direct = dlog_ledger::BookieClient::connect(&node_addr(&c, &new).await, Default::default())
+        .await
+        .unwrap();
+    for e in 0..200u64 {
+        let got = direct.read(meta.id, EntryId(e), None).await.unwrap();
+        let entry = dlog_api::Entry::decode(got.data, 1 << 20).unwrap();
+        assert_eq!(entry.payload, payload(e), "entry {e} on {}", node.id);
+    }
+    // And the next round has nothing left to do.
+    let r = run_round(&client, Duration::ZERO).await.unwrap();
+    assert_eq!(r.fragments_rereplicated, 0, "{r:?}");
+}
+
+async fn node_addr(c: &Cluster, id: &BookieId) -> String {
+    dlog_ledger::registry::list_bookies(&*c.store)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| &r.id == id)
+        .unwrap()
+        .address
 }
