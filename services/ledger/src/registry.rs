@@ -139,8 +139,22 @@ impl Registration {
         }
         let keeper = LeaseKeeper::start(store.clone(), ttl).await?;
         let key = bookie_key(&reg.id);
+        // A registration left by this same data dir's previous process (killed before its lease
+        // ran out) is taken over: only one process can hold a data dir at a time. Another data
+        // dir's live registration under this id is refused.
+        let expect = match store.get(&key).await? {
+            None => Expect::Absent,
+            Some(kv) => {
+                let old: BookieRegistration = decode(&key, &kv.value)?;
+                if old.instance_id != reg.instance_id {
+                    let _ = keeper.revoke().await;
+                    return Err(RegistryError::AlreadyRegistered(reg.id));
+                }
+                Expect::Version(kv.mod_revision)
+            }
+        };
         match store
-            .put_leased(&key, encode(&reg), Expect::Absent, keeper.id())
+            .put_leased(&key, encode(&reg), expect, keeper.id())
             .await
         {
             Ok(_) => {}
@@ -231,12 +245,28 @@ mod tests {
                 .unwrap(),
         );
         let ttl = Duration::from_secs(10);
+        let ids = |v: Vec<BookieRegistration>| -> Vec<String> {
+            v.into_iter().map(|r| r.id.to_string()).collect()
+        };
         let mut r = Registration::register(store.clone(), reg("b1", 7), ttl)
             .await
             .unwrap();
         assert_eq!(list_bookies(&*store).await.unwrap(), [reg("b1", 7)]);
-        // A second live process under the same id is refused.
-        let e = Registration::register(store.clone(), reg("b1", 7), ttl)
+        // The same data dir restarted before its old lease ran out takes the registration
+        // over.
+        let again = Registration::register(store.clone(), reg("b1", 7), ttl)
+            .await
+            .unwrap();
+        assert_eq!(list_bookies(&*store).await.unwrap(), [reg("b1", 7)]);
+        drop(again);
+        // Another data dir's live registration under an id is refused (the cookie is removed
+        // here so that this check, not the cookie's, answers).
+        let _b2 = Registration::register(store.clone(), reg("b2", 1), ttl)
+            .await
+            .unwrap();
+        let b2 = BookieId::new("b2").unwrap();
+        store.delete(&cookie_key(&b2), Expect::Any).await.unwrap();
+        let e = Registration::register(store.clone(), reg("b2", 2), ttl)
             .await
             .unwrap_err();
         assert!(matches!(e, RegistryError::AlreadyRegistered(_)), "{e}");
@@ -244,9 +274,9 @@ mod tests {
         let mut ro = reg("b1", 7);
         ro.state = RegisteredState::ReadOnly;
         r.update(ro.clone()).await.unwrap();
-        assert_eq!(list_bookies(&*store).await.unwrap(), [ro]);
+        assert!(list_bookies(&*store).await.unwrap().contains(&ro));
         r.deregister().await.unwrap();
-        assert!(list_bookies(&*store).await.unwrap().is_empty());
+        assert_eq!(ids(list_bookies(&*store).await.unwrap()), ["b2"]);
         // The same data dir comes back; a wiped one (new instance id) does not.
         let r = Registration::register(store.clone(), reg("b1", 7), ttl)
             .await
@@ -259,7 +289,7 @@ mod tests {
         assert!(e.to_string().contains("decommission"), "{e}");
         // Losing the lease removes the registration and tells the holder.
         store.revoke_lease(r.keeper.id()).await.unwrap();
-        assert!(list_bookies(&*store).await.unwrap().is_empty());
+        assert_eq!(ids(list_bookies(&*store).await.unwrap()), ["b2"]);
         tokio::time::timeout(Duration::from_secs(10), lost.cancelled())
             .await
             .unwrap();

@@ -1,9 +1,9 @@
 //! `dlogd`: the dlog service binary. Parses flags, starts logging, runs the chosen role.
 
 use clap::{Parser, Subcommand};
-use dlog_server::{bench, bookie_role, logging};
+use dlog_server::{bench, bookie_role, ledger_cmd, logging};
 
-/// dlog service daemon: storage nodes (bookies) and benchmarks.
+/// dlog service daemon: storage nodes (bookies), autorecovery, ledger tools and benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "dlogd", version, about, long_about = None)]
 struct Cli {
@@ -18,13 +18,18 @@ enum Command {
     /// Benchmarks over the real protocol; print figures, and a JSON line with --json.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Ledger tools: append (printing each acknowledgement), recover, describe.
+    #[command(subcommand)]
+    Ledger(ledger_cmd::LedgerCommand),
+    /// Re-replicate the ledgers of lost bookies, in rounds, until SIGTERM.
+    Autorecovery(ledger_cmd::AutorecoveryArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(match &cli.command {
-        Command::Bench(_) => "warn",
-        Command::Bookie(_) => "info",
+        Command::Bench(_) | Command::Ledger(_) => "warn",
+        Command::Bookie(_) | Command::Autorecovery(_) => "info",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -40,6 +45,8 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Bookie(args) => bookie_role::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
+            Command::Ledger(cmd) => ledger_cmd::run(cmd).await,
+            Command::Autorecovery(args) => ledger_cmd::autorecovery(args).await,
         }
     });
     match result {
