@@ -323,7 +323,7 @@ async fn closed_ledgers_are_rereplicated_off_a_lost_bookie() {
     let r = run_round(&client, Duration::from_secs(3600)).await.unwrap();
     assert_eq!(r.fragments_rereplicated, 0, "{r:?}");
     let r = run_round(&client, Duration::ZERO).await.unwrap();
-    assert_eq!(r.lost_bookies, [victim.clone()]);
+    assert_eq!(r.lost_bookies, std::slice::from_ref(&victim));
     assert_eq!(
         (r.fragments_rereplicated, r.entries_copied, r.failed),
         (1, 200, 0),
