@@ -17,13 +17,13 @@
 //!   entry not yet acknowledged fails as *indeterminate* — the recovery may or may not keep it.
 //! - Close waits for every pending entry, then seals the ledger at the LAC in the metadata.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 use dlog_api::wire::bookie::AddEntry;
 use dlog_api::{BookieId, Entry, EntryId, LedgerId};
 
-use crate::metadata::{LedgerMetadata, LedgerState};
+use crate::metadata::{LedgerMetadata, LedgerState, write_set_positions};
 
 /// The appender's handle for one append, echoed back in its outcome.
 pub type Token = u64;
@@ -136,20 +136,30 @@ enum State {
     Done,
 }
 
+/// Ensemble positions as bits (an ensemble has at most 32 bookies).
+type Positions = u32;
+
 #[derive(Debug)]
 struct Pending {
     entry: EntryId,
     token: Token,
     data: Bytes,
     payload_len: u64,
-    sent: BTreeSet<BookieId>,
-    acked: BTreeSet<BookieId>,
+    /// Positions of the current ensemble the entry was sent to, and that acknowledged it.
+    sent: Positions,
+    acked: Positions,
 }
 
 /// The writer of one open ledger. See the module docs.
+///
+/// Every pending entry lies in the current (last) fragment: a fragment starts at the first
+/// unacknowledged entry. So bookies are tracked by their position in the current ensemble, and
+/// an ensemble change clears the replaced positions of every pending entry.
 #[derive(Debug)]
 pub struct WriterCore {
     meta: LedgerMetadata,
+    /// The current ensemble, by position.
+    ensemble: Vec<BookieId>,
     max_payload: usize,
     next: u64,
     lac: Option<EntryId>,
@@ -157,12 +167,12 @@ pub struct WriterCore {
     length: u64,
     appended_length: u64,
     pending: VecDeque<Pending>,
-    /// Bookies of the current ensemble reported failed and not yet replaced.
-    failed: BTreeSet<BookieId>,
+    /// Positions reported failed and not yet replaced.
+    failed: Positions,
     /// An ensemble change is in flight.
     changing: bool,
-    /// The LAC each bookie was last told (piggybacked or explicit).
-    told: HashMap<BookieId, Option<EntryId>>,
+    /// The LAC each position was last told (piggybacked or explicit).
+    told: Vec<Option<EntryId>>,
     state: State,
     /// Why the writer ended, if it failed.
     end: Option<WriteError>,
@@ -173,7 +183,10 @@ impl WriterCore {
     /// The writer of the open ledger `meta` (just created, so empty).
     pub fn new(meta: LedgerMetadata, max_payload: usize) -> WriterCore {
         debug_assert_eq!(meta.state, LedgerState::Open);
+        let ensemble = meta.current_ensemble().to_vec();
         WriterCore {
+            told: vec![None; ensemble.len()],
+            ensemble,
             meta,
             max_payload,
             next: 0,
@@ -181,9 +194,8 @@ impl WriterCore {
             length: 0,
             appended_length: 0,
             pending: VecDeque::new(),
-            failed: BTreeSet::new(),
+            failed: 0,
             changing: false,
-            told: HashMap::new(),
             state: State::Open,
             end: None,
             out: Vec::new(),
@@ -216,7 +228,7 @@ impl WriterCore {
     pub fn handle(&mut self, ev: WriterEvent) -> Vec<WriterCommand> {
         match ev {
             WriterEvent::Append { token, payload } => self.append(token, payload),
-            WriterEvent::AddAcked { bookie, entry } => self.acked(bookie, entry),
+            WriterEvent::AddAcked { bookie, entry } => self.acked(&bookie, entry),
             WriterEvent::AddFailed {
                 bookie,
                 entry: _,
@@ -224,8 +236,10 @@ impl WriterCore {
             } => match failure {
                 AddFailure::Fenced => self.fail(WriteError::Fenced),
                 AddFailure::Unavailable(_) => {
-                    if self.state != State::Done && self.meta.current_ensemble().contains(&bookie) {
-                        self.failed.insert(bookie);
+                    if self.state != State::Done
+                        && let Some(pos) = self.position(&bookie)
+                    {
+                        self.failed |= 1 << pos;
                         self.maybe_change();
                     }
                 }
@@ -252,6 +266,15 @@ impl WriterCore {
             WriterEvent::CloseFailed { error } => self.fail(error),
         }
         std::mem::take(&mut self.out)
+    }
+
+    fn position(&self, b: &BookieId) -> Option<usize> {
+        self.ensemble.iter().position(|x| x == b)
+    }
+
+    /// The write set of `entry` as positions.
+    fn write_set(&self, entry: EntryId) -> Positions {
+        write_set_positions(self.meta.quorum, entry).fold(0, |m, p| m | 1 << p)
     }
 
     fn append(&mut self, token: Token, payload: Bytes) {
@@ -284,8 +307,8 @@ impl WriterCore {
             token,
             data,
             payload_len: payload.len() as u64,
-            sent: BTreeSet::new(),
-            acked: BTreeSet::new(),
+            sent: 0,
+            acked: 0,
         });
         // Even during an ensemble change: the healthy bookies keep their positions.
         let i = self.pending.len() - 1;
@@ -295,32 +318,38 @@ impl WriterCore {
     /// Sends pending entry `i` to every member of its write set that has not had it and is not
     /// waiting to be replaced.
     fn send_missing(&mut self, i: usize) {
-        let ws = self.meta.write_set(self.pending[i].entry);
-        for b in ws {
-            if self.failed.contains(&b) || self.pending[i].sent.contains(&b) {
-                continue;
-            }
-            let p = &mut self.pending[i];
-            p.sent.insert(b.clone());
-            self.told.insert(b.clone(), self.lac);
+        let entry = self.pending[i].entry;
+        let todo = self.write_set(entry) & !self.failed & !self.pending[i].sent;
+        if todo == 0 {
+            return;
+        }
+        self.pending[i].sent |= todo;
+        // In write-set order, so that the first replica of an entry is asked first.
+        let order = write_set_positions(self.meta.quorum, entry).filter(|p| todo & (1 << p) != 0);
+        for pos in order {
+            self.told[pos] = self.lac;
             self.out.push(WriterCommand::Send {
-                bookie: b,
+                bookie: self.ensemble[pos].clone(),
                 add: AddEntry {
                     ledger: self.meta.id,
-                    entry: p.entry,
+                    entry,
                     epoch: self.meta.epoch,
                     lac: self.lac,
                     recovery: false,
-                    data: p.data.clone(),
+                    data: self.pending[i].data.clone(),
                 },
             });
         }
     }
 
-    fn acked(&mut self, bookie: BookieId, entry: EntryId) {
+    fn acked(&mut self, bookie: &BookieId, entry: EntryId) {
         if self.state == State::Done {
             return;
         }
+        // A bookie no longer in the ensemble (replaced) does not count.
+        let Some(pos) = self.position(bookie) else {
+            return;
+        };
         let Some(front) = self.pending.front() else {
             return;
         };
@@ -328,11 +357,17 @@ impl WriterCore {
             return;
         }
         let i = (entry.0 - front.entry.0) as usize;
+        let bit = 1 << pos;
+        if self.write_set(entry) & bit == 0 {
+            return;
+        }
         let Some(p) = self.pending.get_mut(i) else {
             return;
         };
-        p.acked.insert(bookie);
-        self.advance();
+        p.acked |= bit;
+        if i == 0 {
+            self.advance();
+        }
     }
 
     /// Acknowledges, in order, every leading entry that has its ack quorum.
@@ -340,11 +375,9 @@ impl WriterCore {
         if self.changing {
             return;
         }
-        let qa = usize::from(self.meta.quorum.ack);
+        let qa = self.meta.quorum.ack as u32;
         while let Some(p) = self.pending.front() {
-            let ws = self.meta.write_set(p.entry);
-            let n = ws.iter().filter(|b| p.acked.contains(*b)).count();
-            if n < qa {
+            if (p.acked & self.write_set(p.entry)).count_ones() < qa {
                 break;
             }
             let p = self.pending.pop_front().expect("front exists");
@@ -365,13 +398,16 @@ impl WriterCore {
     fn maybe_change(&mut self) {
         // Once the close is on its way the ledger is sealed: nothing left to re-replicate.
         let sealing = matches!(self.state, State::Done | State::Closing { sent: true });
-        if self.changing || self.failed.is_empty() || sealing {
+        if self.changing || self.failed == 0 || sealing {
             return;
         }
         self.changing = true;
+        let failed = bits(self.failed)
+            .map(|p| self.ensemble[p].clone())
+            .collect();
         self.out.push(WriterCommand::ReplaceBookies {
             first_entry: self.first_unacked(),
-            failed: self.failed.iter().cloned().collect(),
+            failed,
         });
     }
 
@@ -380,10 +416,22 @@ impl WriterCore {
             return;
         }
         self.changing = false;
+        let next = metadata.current_ensemble().to_vec();
+        let mut replaced: Positions = 0;
+        for (pos, b) in next.iter().enumerate() {
+            if self.ensemble.get(pos) != Some(b) {
+                replaced |= 1 << pos;
+                self.told[pos] = None;
+            }
+        }
         self.meta = metadata;
-        let current: BTreeSet<_> = self.meta.current_ensemble().iter().cloned().collect();
-        self.failed.retain(|b| current.contains(b));
-        self.told.retain(|b, _| current.contains(b));
+        self.ensemble = next;
+        self.failed &= !replaced;
+        // What the replaced bookies had or acknowledged no longer counts in the new fragment.
+        for p in self.pending.iter_mut() {
+            p.sent &= !replaced;
+            p.acked &= !replaced;
+        }
         for i in 0..self.pending.len() {
             self.send_missing(i);
         }
@@ -396,16 +444,15 @@ impl WriterCore {
             return;
         }
         let Some(lac) = self.lac else { return };
-        let ensemble: Vec<BookieId> = self.meta.current_ensemble().to_vec();
-        for b in ensemble {
-            if self.failed.contains(&b) {
+        for pos in 0..self.ensemble.len() {
+            if self.failed & (1 << pos) != 0 || self.told[pos] >= Some(lac) {
                 continue;
             }
-            let told = self.told.get(&b).copied().flatten();
-            if told < Some(lac) {
-                self.told.insert(b.clone(), Some(lac));
-                self.out.push(WriterCommand::WriteLac { bookie: b, lac });
-            }
+            self.told[pos] = Some(lac);
+            self.out.push(WriterCommand::WriteLac {
+                bookie: self.ensemble[pos].clone(),
+                lac,
+            });
         }
     }
 
@@ -436,6 +483,11 @@ impl WriterCore {
         }
         self.out.push(WriterCommand::Finished(Err(error)));
     }
+}
+
+/// The set bits of `m`, lowest first.
+fn bits(m: Positions) -> impl Iterator<Item = usize> {
+    (0..Positions::BITS as usize).filter(move |p| m & (1 << p) != 0)
 }
 
 #[cfg(test)]

@@ -2,8 +2,9 @@
 //! ledger's [`WriterCore`] — looping over its mailbox (appends, close), the bookies' answers, the
 //! metadata changes it asked for and an idle timer, and executing the core's commands.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use dlog_api::{BookieId, EntryId, ErrorCode, LedgerId};
@@ -107,7 +108,7 @@ struct Task {
     version: Revision,
     fb_tx: mpsc::UnboundedSender<Feedback>,
     acks: HashMap<BookieId, AckSender>,
-    replies: HashMap<Token, (oneshot::Sender<Result<EntryId, WriteError>>, usize)>,
+    replies: Replies,
     close_waiters: Vec<oneshot::Sender<Result<LedgerMetadata, WriteError>>>,
     next_token: Token,
     pending_bytes: usize,
@@ -124,7 +125,7 @@ async fn run(inner: Arc<Inner>, core: WriterCore, version: Revision, mut rx: mps
         version,
         fb_tx,
         acks: HashMap::new(),
-        replies: HashMap::new(),
+        replies: Replies::default(),
         close_waiters: Vec::new(),
         next_token: 0,
         pending_bytes: 0,
@@ -132,17 +133,39 @@ async fn run(inner: Arc<Inner>, core: WriterCore, version: Revision, mut rx: mps
         result: None,
     };
     let mut mailbox_open = true;
+    // One timer, re-armed, rather than a new one per loop turn.
+    let idle_timer = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(idle_timer);
+    let mut armed: Option<Instant> = None;
+    let mut msgs = Vec::with_capacity(256);
+    let mut fbs = Vec::with_capacity(256);
     loop {
-        let idle = t.idle_at;
+        if t.idle_at != armed {
+            armed = t.idle_at;
+            if let Some(at) = armed {
+                idle_timer.as_mut().reset(at);
+            }
+        }
         tokio::select! {
             biased;
-            Some(fb) = fb_rx.recv() => t.feedback(fb),
-            msg = rx.recv(), if mailbox_open && t.pending_bytes < max_pending => match msg {
-                Some(m) => t.message(m),
-                None => mailbox_open = false,
-            },
-            _ = tokio::time::sleep_until(idle.unwrap_or_else(Instant::now)), if idle.is_some() => {
+            n = fb_rx.recv_many(&mut fbs, 256) => {
+                if n > 0 {
+                    for fb in fbs.drain(..) {
+                        t.feedback(fb);
+                    }
+                }
+            }
+            n = rx.recv_many(&mut msgs, 256), if mailbox_open && t.pending_bytes < max_pending => {
+                if n == 0 {
+                    mailbox_open = false;
+                }
+                for m in msgs.drain(..) {
+                    t.message(m);
+                }
+            }
+            _ = &mut idle_timer, if armed.is_some() => {
                 t.idle_at = None;
+                armed = None;
                 let cmds = t.core.handle(WriterEvent::Idle);
                 t.execute(cmds);
             }
@@ -153,6 +176,33 @@ async fn run(inner: Arc<Inner>, core: WriterCore, version: Revision, mut rx: mps
         }
     }
     debug!(ledger = %t.core.ledger(), "ledger writer task ends");
+}
+
+type Reply = oneshot::Sender<Result<EntryId, WriteError>>;
+
+/// Waiting appenders by token. Tokens are handed out in order and mostly answered in order, so
+/// a deque indexed from the oldest unanswered token does.
+#[derive(Default)]
+struct Replies {
+    base: Token,
+    slots: VecDeque<Option<(Reply, usize)>>,
+}
+
+impl Replies {
+    fn insert(&mut self, token: Token, r: (Reply, usize)) {
+        debug_assert_eq!(token, self.base + self.slots.len() as u64);
+        self.slots.push_back(Some(r));
+    }
+
+    fn remove(&mut self, token: Token) -> Option<(Reply, usize)> {
+        let i = usize::try_from(token.checked_sub(self.base)?).ok()?;
+        let r = self.slots.get_mut(i)?.take();
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        r
+    }
 }
 
 impl Task {
@@ -239,14 +289,14 @@ impl Task {
                     });
                 }
                 WriterCommand::Acked { token, entry } => {
-                    if let Some((reply, len)) = self.replies.remove(&token) {
+                    if let Some((reply, len)) = self.replies.remove(token) {
                         self.pending_bytes -= len;
                         let _ = reply.send(Ok(entry));
                     }
                     self.idle_at = Some(Instant::now() + self.inner.opts.lac_flush_delay);
                 }
                 WriterCommand::Failed { token, error } => {
-                    if let Some((reply, len)) = self.replies.remove(&token) {
+                    if let Some((reply, len)) = self.replies.remove(token) {
                         self.pending_bytes -= len;
                         let _ = reply.send(Err(error));
                     }

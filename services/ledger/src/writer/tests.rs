@@ -4,6 +4,7 @@
 use super::*;
 use crate::metadata::Quorum;
 use dlog_api::Epoch;
+use std::collections::{BTreeSet, HashMap};
 
 fn b(s: &str) -> BookieId {
     BookieId::new(s).unwrap()
