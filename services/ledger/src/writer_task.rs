@@ -108,6 +108,8 @@ struct Task {
     version: Revision,
     fb_tx: mpsc::UnboundedSender<Feedback>,
     acks: HashMap<BookieId, AckSender>,
+    /// Connections this task sends on, with their ack channels.
+    conns: HashMap<BookieId, (crate::bookie_client::BookieClient, AckSender)>,
     replies: Replies,
     close_waiters: Vec<oneshot::Sender<Result<LedgerMetadata, WriteError>>>,
     next_token: Token,
@@ -125,6 +127,7 @@ async fn run(inner: Arc<Inner>, core: WriterCore, version: Revision, mut rx: mps
         version,
         fb_tx,
         acks: HashMap::new(),
+        conns: HashMap::new(),
         replies: Replies::default(),
         close_waiters: Vec::new(),
         next_token: 0,
@@ -274,6 +277,7 @@ impl Task {
     }
 
     fn execute(&mut self, cmds: Vec<WriterCommand>) {
+        let mut acked = false;
         for c in cmds {
             match c {
                 WriterCommand::Send { bookie, add } => self.send(bookie, add),
@@ -293,7 +297,7 @@ impl Task {
                         self.pending_bytes -= len;
                         let _ = reply.send(Ok(entry));
                     }
-                    self.idle_at = Some(Instant::now() + self.inner.opts.lac_flush_delay);
+                    acked = true;
                 }
                 WriterCommand::Failed { token, error } => {
                     if let Some((reply, len)) = self.replies.remove(token) {
@@ -333,18 +337,33 @@ impl Task {
                 }
             }
         }
+        if acked {
+            // Tell the bookies the LAC explicitly if no append follows soon.
+            self.idle_at = Some(Instant::now() + self.inner.opts.lac_flush_delay);
+        }
     }
 
     fn send(&mut self, bookie: BookieId, add: dlog_api::wire::bookie::AddEntry) {
-        let acks = self.ack_sender(&bookie);
         let entry = add.entry;
-        // Fast path: a live connection; otherwise connect in the background.
-        if let Some(c) = self.inner.pool.cached_client(&bookie) {
-            if let Err(e) = c.add_to(add, &acks) {
+        // Fast path: this task's own handle on a live connection.
+        if let Some((c, acks)) = self.conns.get(&bookie)
+            && !c.is_closed()
+        {
+            if let Err(e) = c.add_to(add, acks) {
                 let _ = self.fb_tx.send(Feedback::SendFailed(bookie, entry, e));
             }
             return;
         }
+        let acks = self.ack_sender(&bookie);
+        if let Some(c) = self.inner.pool.cached_client(&bookie) {
+            let r = c.add_to(add, &acks);
+            self.conns.insert(bookie.clone(), (c, acks));
+            if let Err(e) = r {
+                let _ = self.fb_tx.send(Feedback::SendFailed(bookie, entry, e));
+            }
+            return;
+        }
+        // Connect in the background; the next send finds the connection in the pool.
         let (inner, tx) = (self.inner.clone(), self.fb_tx.clone());
         tokio::spawn(async move {
             let r = match inner.pool.get(&bookie).await {
