@@ -51,18 +51,20 @@ pub struct BookieArgs {
     pub registration_ttl: std::time::Duration,
 }
 
+/// The bookie config in the TOML file at `path`, or the defaults.
+pub fn load_config(path: Option<&std::path::Path>) -> anyhow::Result<BookieConfig> {
+    let Some(path) = path else {
+        return Ok(BookieConfig::default());
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read config {}", path.display()))?;
+    BookieConfig::from_toml(&text).with_context(|| format!("config {}", path.display()))
+}
+
 impl BookieArgs {
     /// Merges the file and the flags into a validated config.
     pub fn resolve(&self) -> anyhow::Result<BookieConfig> {
-        let mut cfg = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("read config {}", path.display()))?;
-                BookieConfig::from_toml(&text)
-                    .with_context(|| format!("config {}", path.display()))?
-            }
-            None => BookieConfig::default(),
-        };
+        let mut cfg = load_config(self.config.as_deref())?;
         if let Some(d) = &self.data_dir {
             cfg.data_dir = d.clone();
         }

@@ -68,12 +68,8 @@ pub struct AppendArgs {
     /// Appends in flight at once.
     #[arg(long, default_value_t = 64)]
     pub inflight: usize,
-    #[arg(long, default_value_t = 3)]
-    pub ensemble: u8,
-    #[arg(long, default_value_t = 3)]
-    pub write_quorum: u8,
-    #[arg(long, default_value_t = 2)]
-    pub ack_quorum: u8,
+    #[command(flatten)]
+    pub quorum: QuorumArgs,
     /// Close the ledger after the last entry.
     #[arg(long)]
     pub close: bool,
@@ -83,6 +79,30 @@ pub struct AppendArgs {
 pub fn payload(e: u64, size: usize) -> Bytes {
     let unit = format!("entry {e} ");
     Bytes::from(unit.repeat(size / unit.len() + 1).into_bytes()[..size].to_vec())
+}
+
+/// E/Qw/Qa flags, shared by the ledger tools and the ledger bench.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QuorumArgs {
+    /// Bookies per ledger (E).
+    #[arg(long, default_value_t = 3)]
+    pub ensemble: u8,
+    /// Copies of each entry (Qw).
+    #[arg(long, default_value_t = 3)]
+    pub write_quorum: u8,
+    /// Copies that must be durable before an entry is acknowledged (Qa).
+    #[arg(long, default_value_t = 2)]
+    pub ack_quorum: u8,
+}
+
+impl QuorumArgs {
+    pub fn quorum(&self) -> anyhow::Result<Quorum> {
+        Ok(Quorum::new(
+            self.ensemble,
+            self.write_quorum,
+            self.ack_quorum,
+        )?)
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -126,7 +146,7 @@ async fn append(a: AppendArgs) -> anyhow::Result<()> {
         (1..=100_000).contains(&a.inflight),
         "--inflight must be between 1 and 100000"
     );
-    let quorum = Quorum::new(a.ensemble, a.write_quorum, a.ack_quorum)?;
+    let quorum = a.quorum.quorum()?;
     let client = a.meta.client().await?;
     let w = client.create(quorum, Epoch(1)).await?;
     line(serde_json::json!({ "ledger": w.id().0 }));

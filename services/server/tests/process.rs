@@ -566,7 +566,14 @@ impl ProcCluster {
     }
 
     /// `dlogd ledger append` as its own process; its stdout lines arrive on the channel.
-    fn spawn_writer(&self, count: u64) -> (Child, std::sync::mpsc::Receiver<serde_json::Value>) {
+    fn spawn_writer(
+        &self,
+        count: u64,
+    ) -> (
+        Child,
+        std::sync::mpsc::Receiver<serde_json::Value>,
+        LedgerId,
+    ) {
         let mut child = Command::new(DLOGD)
             .args(["ledger", "append", "--metadata", &self.url])
             .args([
@@ -592,7 +599,10 @@ impl ProcCluster {
                 }
             }
         });
-        (child, rx)
+        // The writer's first line names its ledger.
+        let first: serde_json::Value = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        let id = LedgerId(first["ledger"].as_u64().unwrap());
+        (child, rx, id)
     }
 }
 
@@ -678,12 +688,7 @@ async fn bookies_killed_every_second_lose_no_acknowledged_entry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_with_9_is_recovered_past_its_last_ack() {
     let c = ProcCluster::start(3).await;
-    let (mut child, lines) = c.spawn_writer(1_000_000);
-    let id = LedgerId(
-        lines.recv_timeout(Duration::from_secs(30)).unwrap()["ledger"]
-            .as_u64()
-            .unwrap(),
-    );
+    let (mut child, lines, id) = c.spawn_writer(1_000_000);
     let mut last = None;
     while last.is_none_or(|l| l < 2_000) {
         let v = lines.recv_timeout(Duration::from_secs(30)).unwrap();
@@ -710,12 +715,7 @@ async fn a_writer_killed_with_9_is_recovered_past_its_last_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_writer_is_fenced_when_it_resumes() {
     let c = ProcCluster::start(3).await;
-    let (mut child, lines) = c.spawn_writer(1_000_000);
-    let id = LedgerId(
-        lines.recv_timeout(Duration::from_secs(30)).unwrap()["ledger"]
-            .as_u64()
-            .unwrap(),
-    );
+    let (mut child, lines, id) = c.spawn_writer(1_000_000);
     let mut acks = Vec::new();
     while acks.len() < 1_000 {
         if let Some(a) = lines.recv_timeout(Duration::from_secs(30)).unwrap()["acked"].as_u64() {

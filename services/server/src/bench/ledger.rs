@@ -30,22 +30,15 @@ pub struct LedgerBenchArgs {
     /// Bookie config file (TOML) for the bookies the bench starts.
     #[arg(long, conflicts_with = "bookies")]
     pub config: Option<PathBuf>,
-    /// Bookies per ledger (E).
-    #[arg(long, default_value_t = 3)]
-    pub ensemble: u8,
-    /// Copies of each entry (Qw).
-    #[arg(long, default_value_t = 3)]
-    pub write_quorum: u8,
-    /// Copies that must be durable before an entry is acknowledged (Qa).
-    #[arg(long, default_value_t = 2)]
-    pub ack_quorum: u8,
+    #[command(flatten)]
+    pub quorum: crate::ledger_cmd::QuorumArgs,
     #[command(flatten)]
     pub load: LoadArgs,
 }
 
 pub async fn run(args: LedgerBenchArgs) -> anyhow::Result<Report> {
     args.load.validate()?;
-    let quorum = Quorum::new(args.ensemble, args.write_quorum, args.ack_quorum)?;
+    let quorum = args.quorum.quorum()?;
     let meta_dir = tempfile::tempdir().context("create the bench's metadata folder")?;
     let store: Arc<dyn MetadataStore> =
         Arc::new(EmbeddedStore::open(meta_dir.path(), EmbeddedOptions::default()).await?);

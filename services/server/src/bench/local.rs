@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use dlog_api::BookieId;
 use dlog_bookie::journal::file::IoMode;
-use dlog_bookie::{Bookie, BookieConfig, server};
+use dlog_bookie::{Bookie, server};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -38,15 +38,7 @@ impl LocalBookie {
                 (t.path().to_path_buf(), Some(t))
             }
         };
-        let mut cfg = match config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("read config {}", path.display()))?;
-                BookieConfig::from_toml(&text)
-                    .with_context(|| format!("config {}", path.display()))?
-            }
-            None => BookieConfig::default(),
-        };
+        let mut cfg = crate::bookie_role::load_config(config)?;
         cfg.data_dir = dir;
         if let Some(m) = io_mode {
             cfg.journal.io_mode = m;
