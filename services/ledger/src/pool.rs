@@ -18,9 +18,10 @@ pub struct BookiePool {
     store: Arc<dyn MetadataStore>,
     opts: ClientOptions,
     conns: Mutex<HashMap<BookieId, BookieClient>>,
-    /// Serializes connection attempts per pool so that a burst of requests to a new bookie
-    /// opens one connection, not many.
-    connecting: AsyncMutex<()>,
+    /// Serializes connection attempts per bookie, so that a burst of requests to a new bookie
+    /// opens one connection, not many — and a bookie that hangs while connecting holds up
+    /// only its own requests.
+    connecting: Mutex<HashMap<BookieId, Arc<AsyncMutex<()>>>>,
 }
 
 impl BookiePool {
@@ -29,7 +30,7 @@ impl BookiePool {
             store,
             opts,
             conns: Mutex::new(HashMap::new()),
-            connecting: AsyncMutex::new(()),
+            connecting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -42,7 +43,13 @@ impl BookiePool {
         if let Some(c) = self.cached_client(id) {
             return Ok(c);
         }
-        let _one = self.connecting.lock().await;
+        let gate = self
+            .connecting
+            .lock()
+            .entry(id.clone())
+            .or_default()
+            .clone();
+        let _one = gate.lock().await;
         if let Some(c) = self.cached_client(id) {
             return Ok(c);
         }
