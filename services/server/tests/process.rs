@@ -253,6 +253,62 @@ fn dlogd(args: &[&str]) -> std::process::Output {
 #[test]
 fn cli_refuses_bad_config_and_foreign_identity_with_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
+    // Cluster flags and the ledger tools: each bad input named in the error.
+    let meta = dir.path().join("meta");
+    let meta = meta.to_str().unwrap();
+    for (args, expect) in [
+        (
+            vec!["bookie", "--metadata", "zk://h:1", "--check-config"],
+            "unknown scheme",
+        ),
+        (
+            vec!["bookie", "--metadata", "etcd://nohost", "--check-config"],
+            "host:port",
+        ),
+        (
+            vec![
+                "bookie",
+                "--metadata",
+                meta,
+                "--listen",
+                "0.0.0.0:3181",
+                "--check-config",
+            ],
+            "--advertise",
+        ),
+        (
+            vec![
+                "bookie",
+                "--metadata",
+                meta,
+                "--zone",
+                "a b",
+                "--check-config",
+            ],
+            "--zone",
+        ),
+        (
+            vec!["ledger", "describe", "--metadata", meta, "42"],
+            "no such ledger 42",
+        ),
+        (
+            vec![
+                "ledger",
+                "append",
+                "--metadata",
+                meta,
+                "--write-quorum",
+                "9",
+            ],
+            "quorums need",
+        ),
+    ] {
+        let out = dlogd(&args);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "[journal]\nfile_size_bytes = 12345\n").unwrap();
     let out = dlogd(&[
