@@ -54,6 +54,9 @@ pub enum AddFailure {
     Fenced,
     /// Anything after which another bookie should take this one's place.
     Unavailable(String),
+    /// The bookie refused the add itself (too large for its limit, malformed): another bookie
+    /// would refuse it too, so the writer stops instead of replacing bookies one by one.
+    Rejected(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +238,9 @@ impl WriterCore {
                 failure,
             } => match failure {
                 AddFailure::Fenced => self.fail(WriteError::Fenced),
+                AddFailure::Rejected(why) => self.fail(WriteError::Invalid(format!(
+                    "bookie {bookie} refused: {why}"
+                ))),
                 AddFailure::Unavailable(_) => {
                     if self.state != State::Done
                         && let Some(pos) = self.position(&bookie)

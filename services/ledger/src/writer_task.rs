@@ -405,10 +405,11 @@ impl Task {
 }
 
 fn add_failure(e: &ClientError) -> AddFailure {
-    if e.code() == Some(ErrorCode::Fenced) {
-        AddFailure::Fenced
-    } else {
-        AddFailure::Unavailable(e.to_string())
+    use dlog_api::ErrorKind;
+    match (e.code(), e.kind()) {
+        (Some(ErrorCode::Fenced), _) => AddFailure::Fenced,
+        (_, ErrorKind::Invalid | ErrorKind::Corrupt) => AddFailure::Rejected(e.to_string()),
+        _ => AddFailure::Unavailable(e.to_string()),
     }
 }
 

@@ -357,3 +357,19 @@ async fn node_addr(c: &Cluster, id: &BookieId) -> String {
         .unwrap()
         .address
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_the_bookies_refuse_stops_the_writer_without_ensemble_changes() {
+    let c = Cluster::start(4).await;
+    let client = c.client();
+    let w = client.create(Quorum::DEFAULT, Epoch(1)).await.unwrap();
+    w.append_wait(payload(0)).await.unwrap();
+    // The bookies here take entries of up to 256 KiB; the client would allow 4 MiB.
+    let r = w.append_wait(Bytes::from(vec![7u8; 300 << 10])).await;
+    assert!(matches!(r, Err(WriteError::Invalid(_))), "{r:?}");
+    let (meta, _) = client.metadata(w.id()).await.unwrap();
+    assert_eq!(meta.fragments.len(), 1, "no bookie was replaced: {meta:?}");
+    // The ledger is recoverable with the entry that was acknowledged.
+    let closed = client.recover(w.id()).await.unwrap();
+    assert_eq!(closed.last_entry, Some(EntryId(0)));
+}

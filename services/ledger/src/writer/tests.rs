@@ -226,6 +226,31 @@ fn a_fence_fails_everything_pending_and_everything_after() {
 }
 
 #[test]
+fn an_add_the_bookie_rejects_stops_the_writer_instead_of_replacing_bookies() {
+    let mut w = writer(3, 3, 2);
+    append(&mut w, 0);
+    let c = fail(
+        &mut w,
+        "a",
+        0,
+        AddFailure::Rejected("entry too large".into()),
+    );
+    assert!(
+        matches!(
+            &c[..],
+            [
+                WriterCommand::Failed {
+                    token: 0,
+                    error: WriteError::Invalid(_)
+                },
+                WriterCommand::Finished(Err(WriteError::Invalid(_))),
+            ]
+        ),
+        "{c:?}"
+    );
+}
+
+#[test]
 fn a_failed_ensemble_change_fails_pending_entries() {
     let mut w = writer(3, 3, 2);
     append(&mut w, 0);
