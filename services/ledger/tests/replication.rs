@@ -373,3 +373,45 @@ async fn an_entry_the_bookies_refuse_stops_the_writer_without_ensemble_changes()
     let closed = client.recover(w.id()).await.unwrap();
     assert_eq!(closed.last_entry, Some(EntryId(0)));
 }
+
+/// Tail reading an open ledger: reads stop at the LAC; the idle writer's explicit LAC makes
+/// the last entry readable without another append; a long-poll wakes when the LAC moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_readers_never_pass_the_lac_and_wake_when_it_moves() {
+    let c = Cluster::start(3).await;
+    let client = c.client();
+    let w = client.create(Quorum::DEFAULT, Epoch(1)).await.unwrap();
+    for i in 0..10 {
+        w.append_wait(payload(i)).await.unwrap();
+    }
+    let mut r = client.open_reader(w.id()).await.unwrap();
+    // The piggybacked LAC lags one entry behind; the idle writer's explicit LAC catches up.
+    let t = std::time::Instant::now();
+    while r.read_lac().await.unwrap() != Some(EntryId(9)) {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the idle writer never sent its LAC"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(r.read(EntryId(9)).await.unwrap().payload, payload(9));
+    assert!(matches!(
+        r.read(EntryId(10)).await,
+        Err(dlog_ledger::LedgerError::PastEnd { .. })
+    ));
+    // A long-poll for news past 9 wakes when entry 10 is acknowledged.
+    let poll = tokio::spawn(async move {
+        let t = std::time::Instant::now();
+        let lac = r
+            .wait_lac(Some(EntryId(9)), Duration::from_secs(10))
+            .await
+            .unwrap();
+        (lac, t.elapsed(), r)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.append_wait(payload(10)).await.unwrap();
+    let (lac, waited, mut r) = poll.await.unwrap();
+    assert_eq!(lac, Some(EntryId(10)));
+    assert!(waited < Duration::from_secs(5), "long-poll took {waited:?}");
+    assert_eq!(r.read(EntryId(10)).await.unwrap().payload, payload(10));
+}
