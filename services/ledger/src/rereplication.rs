@@ -311,13 +311,3 @@ pub async fn run_forever(
         }
     }
 }
-
-/// For tests and tools: every bookie that holds a copy of each entry of a closed ledger.
-pub fn expected_holders(meta: &LedgerMetadata) -> Vec<(EntryId, Vec<BookieId>)> {
-    let Some(last) = meta.last_entry else {
-        return Vec::new();
-    };
-    (0..=last.0)
-        .map(|e| (EntryId(e), meta.write_set(EntryId(e))))
-        .collect()
-}
