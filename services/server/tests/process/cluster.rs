@@ -58,11 +58,7 @@ async fn bookie_processes_form_a_cluster_through_etcd() {
         w.append_wait(data(i)).await.unwrap();
     }
     let victim = first.current_ensemble()[0].clone();
-    let vi: usize = victim
-        .as_str()
-        .trim_start_matches("bookie-")
-        .parse()
-        .unwrap();
+    let vi = node_index(&victim);
     nodes[vi].take().unwrap().kill9();
     let mut acks = Vec::new();
     for i in 300..600 {
@@ -85,11 +81,7 @@ async fn bookie_processes_form_a_cluster_through_etcd() {
     }
     // SIGTERM: the registration goes first, at once (not after the 2 s lease).
     let leaving = meta.current_ensemble()[0].clone();
-    let li: usize = leaving
-        .as_str()
-        .trim_start_matches("bookie-")
-        .parse()
-        .unwrap();
+    let li = node_index(&leaving);
     assert!(nodes[li].take().unwrap().sigterm().success());
     let ids: Vec<_> = list_bookies(&*store)
         .await
@@ -186,6 +178,13 @@ impl ProcCluster {
         }
     }
 
+    /// Kills every bookie still running.
+    fn stop(self) {
+        for n in self.nodes.into_iter().flatten() {
+            n.kill9();
+        }
+    }
+
     fn client(&self) -> dlog_ledger::LedgerClient {
         let mut o = dlog_ledger::LedgerOptions::default();
         o.bookie.request_timeout = Duration::from_secs(3);
@@ -233,8 +232,28 @@ impl ProcCluster {
     }
 }
 
+/// The node index of a bookie started as `bookie-<i>`.
+fn node_index(id: &dlog_api::BookieId) -> usize {
+    id.as_str().trim_start_matches("bookie-").parse().unwrap()
+}
+
 fn writer_payload(e: u64) -> Bytes {
     dlog_server::ledger_cmd::payload(e, 256)
+}
+
+/// A 3/3/2 ledger holding entries `0..count` of the writer's payloads, closed.
+async fn closed_ledger(
+    client: &dlog_ledger::LedgerClient,
+    count: u64,
+) -> dlog_ledger::LedgerMetadata {
+    let w = client
+        .create(dlog_ledger::Quorum::DEFAULT, Epoch(1))
+        .await
+        .unwrap();
+    for e in 0..count {
+        w.append_wait(writer_payload(e)).await.unwrap();
+    }
+    w.close().await.unwrap()
 }
 
 /// Reads every entry up to the ledger's end and compares it with what the writer wrote.
@@ -305,9 +324,7 @@ async fn bookies_killed_every_second_lose_no_acknowledged_entry() {
     let closed = c.client().recover(id).await.unwrap();
     assert!(closed.last_entry >= acked.last().copied(), "{closed:?}");
     read_back(&client, id, closed.last_entry.unwrap()).await;
-    for n in c.nodes.into_iter().flatten() {
-        n.kill9();
-    }
+    c.stop();
 }
 
 /// A writer process killed with -9: a new writer (recovery) fences the ledger and closes it at
@@ -332,9 +349,7 @@ async fn a_writer_killed_with_9_is_recovered_past_its_last_ack() {
     let closed = client.recover(id).await.unwrap();
     assert!(closed.last_entry >= Some(last), "{closed:?} < {last}");
     read_back(&client, id, closed.last_entry.unwrap()).await;
-    for n in c.nodes.into_iter().flatten() {
-        n.kill9();
-    }
+    c.stop();
 }
 
 /// A writer paused with SIGSTOP past the fence: once resumed it gets `fenced`, and nothing it
@@ -384,9 +399,7 @@ async fn a_paused_writer_is_fenced_when_it_resumes() {
         acks.windows(2).all(|w| w[1] == w[0] + 1),
         "acks out of order"
     );
-    for n in c.nodes.into_iter().flatten() {
-        n.kill9();
-    }
+    c.stop();
 }
 
 /// A bookie lost for good: `dlogd autorecovery` brings its closed ledgers back to full
@@ -395,20 +408,9 @@ async fn a_paused_writer_is_fenced_when_it_resumes() {
 async fn a_lost_bookies_ledgers_return_to_full_replication() {
     let mut c = ProcCluster::start(4).await;
     let client = c.client();
-    let w = client
-        .create(dlog_ledger::Quorum::DEFAULT, Epoch(1))
-        .await
-        .unwrap();
-    for e in 0..500 {
-        w.append_wait(writer_payload(e)).await.unwrap();
-    }
-    let meta = w.close().await.unwrap();
+    let meta = closed_ledger(&client, 500).await;
     let victim = meta.current_ensemble()[1].clone();
-    let vi: usize = victim
-        .as_str()
-        .trim_start_matches("bookie-")
-        .parse()
-        .unwrap();
+    let vi = node_index(&victim);
     c.nodes[vi].take().unwrap().kill9();
     let mut auto = Command::new(DLOGD)
         .args([
@@ -455,9 +457,7 @@ async fn a_lost_bookies_ledgers_return_to_full_replication() {
             assert_eq!(entry.payload, writer_payload(e), "entry {e} on {b}");
         }
     }
-    for n in c.nodes.into_iter().flatten() {
-        n.kill9();
-    }
+    c.stop();
 }
 
 /// A replica that stops answering (SIGSTOP) does not stall readers: after
@@ -467,22 +467,11 @@ async fn a_lost_bookies_ledgers_return_to_full_replication() {
 async fn reads_go_around_a_paused_replica() {
     let c = ProcCluster::start(3).await;
     let client = c.client();
-    let w = client
-        .create(dlog_ledger::Quorum::DEFAULT, Epoch(1))
-        .await
-        .unwrap();
-    for e in 0..100 {
-        w.append_wait(writer_payload(e)).await.unwrap();
-    }
-    let meta = w.close().await.unwrap();
+    let meta = closed_ledger(&client, 100).await;
     // Pause the first replica of every entry in turn: for 3/3/2 each bookie is first for a
     // third of the entries.
     let paused = meta.current_ensemble()[0].clone();
-    let pi: usize = paused
-        .as_str()
-        .trim_start_matches("bookie-")
-        .parse()
-        .unwrap();
+    let pi = node_index(&paused);
     let pid = c.nodes[pi].as_ref().unwrap().child.id().to_string();
     assert!(
         Command::new("kill")
@@ -512,7 +501,5 @@ async fn reads_go_around_a_paused_replica() {
             .unwrap()
             .success()
     );
-    for n in c.nodes.into_iter().flatten() {
-        n.kill9();
-    }
+    c.stop();
 }
