@@ -14,10 +14,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use dlog_api::{EntryId, LedgerId};
+use dlog_api::wire::bookie::LacInfo;
+use dlog_api::{EntryId, Epoch, LedgerId};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 use tokio::sync::watch;
 
+use crate::error::BookieError;
 use crate::index::LedgerMeta;
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -28,6 +30,59 @@ pub struct SlotState {
     /// have been lost with it, so adds at or below this epoch are refused (the writer replaces
     /// this bookie); higher epochs — a writer that recovered the ledger since — are accepted.
     pub suspect_upto: Option<dlog_api::Epoch>,
+}
+
+/// The fencing rules, on a ledger's state alone (no IO): the bookie calls them under the
+/// ledger's lock, and the replication simulation (`dlog-ledger`'s `tests/sim.rs`) runs its
+/// bookies on them.
+impl SlotState {
+    /// Whether a request at `epoch` may write to the ledger: it is not deleted and no fence of
+    /// a higher epoch was accepted.
+    pub fn check_epoch(&self, ledger: LedgerId, epoch: Epoch) -> Result<(), BookieError> {
+        if self.admit.deleted {
+            return Err(BookieError::LedgerDeleted(ledger));
+        }
+        if epoch < self.admit.fence_epoch {
+            return Err(BookieError::Fenced {
+                ledger,
+                epoch,
+                fence_epoch: self.admit.fence_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Admits adds at `epoch` up to entry `highest`: [`SlotState::check_epoch`], and refused
+    /// while the ledger is suspect at that epoch. The caller queues the adds before it
+    /// releases the lock.
+    pub fn admit_adds(
+        &mut self,
+        ledger: LedgerId,
+        epoch: Epoch,
+        highest: Option<EntryId>,
+    ) -> Result<(), BookieError> {
+        self.check_epoch(ledger, epoch)?;
+        if let Some(upto) = self.suspect_upto
+            && epoch <= upto
+        {
+            return Err(BookieError::SuspectLedger(ledger, upto));
+        }
+        raise(&mut self.admit.last_entry, highest);
+        Ok(())
+    }
+
+    /// Fences the ledger at `epoch`: from now on adds below it are refused. Returns what the
+    /// fence reports: the durable LAC and the highest entry admitted so far (every admitted
+    /// add is queued before the fence, so it is durable no later than the fence).
+    pub fn fence(&mut self, ledger: LedgerId, epoch: Epoch) -> Result<LacInfo, BookieError> {
+        self.check_epoch(ledger, epoch)?;
+        self.admit.fence_epoch = epoch;
+        Ok(LacInfo {
+            lac: self.durable.lac,
+            last_entry: self.admit.last_entry,
+            fence_epoch: epoch,
+        })
+    }
 }
 
 #[derive(Debug)]

@@ -1,6 +1,8 @@
 //! Deterministic simulation of the replication protocol: the real writer and recovery cores
-//! (`WriterCore`, `RecoveryCore`) drive a model of the bookie protocol's semantics over a
-//! simulated network, with the metadata store as an in-memory compare-and-set register. Each
+//! (`WriterCore`, `RecoveryCore`) drive simulated bookies over a simulated network, with the
+//! metadata store as an in-memory compare-and-set register. A simulated bookie keeps its
+//! fencing state in the real bookie's `SlotState` and admits adds, fences and fencing reads
+//! with the real bookie's rules; only its storage is a map. Each
 //! actor has its own FIFO connection to each bookie, and connections are not ordered with each
 //! other. A seed decides everything: its fault profile (swarm testing: each seed weighs the
 //! faults differently, see `Profile`), which message is delivered next, bookie crashes and
@@ -30,6 +32,8 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 use dlog_api::wire::bookie::{AddEntry, LacInfo};
 use dlog_api::{BookieId, Entry, EntryId, Epoch, LedgerId};
+use dlog_bookie::BookieError;
+use dlog_bookie::ledgers::{SlotState, raise};
 use dlog_ledger::metadata::{LedgerMetadata, LedgerState, Quorum};
 use dlog_ledger::recovery::{
     ReadFailure, RecoveryCommand, RecoveryCore, RecoveryError, RecoveryEvent,
@@ -59,12 +63,15 @@ fn sealed(e: u64) -> Bytes {
 
 const MAX_ENTRIES: u64 = 80;
 
+/// A simulated bookie: its fencing and LAC state is the real bookie's (`SlotState`, with the
+/// bookie's own admission and fence rules); its storage is a map, durable as soon as an add is
+/// processed (a real bookie answers only once the add is durable, and keeps it across a
+/// crash).
 #[derive(Debug, Default)]
 struct BookieState {
     alive: bool,
-    fence: Epoch,
+    slot: SlotState,
     entries: BTreeMap<EntryId, Bytes>,
-    lac: Option<EntryId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -79,7 +86,7 @@ enum Req {
     Fence(Epoch),
     /// A recovery read; it fences at the epoch when there is one (the correct protocol).
     Read(EntryId, Option<Epoch>),
-    WriteLac(EntryId),
+    WriteLac(EntryId, Epoch),
 }
 
 #[derive(Debug)]
@@ -182,7 +189,13 @@ impl Profile {
         );
         let slow_links = rng.u32(..3) == 0;
         let writer_link_speed = (0..8)
-            .map(|_| if slow_links && rng.u32(..3) == 0 { 1 } else { 8 })
+            .map(|_| {
+                if slow_links && rng.u32(..3) == 0 {
+                    1
+                } else {
+                    8
+                }
+            })
             .collect();
         let lose_fence = rng.u32(..4) == 0;
         Profile::new(weights, writer_link_speed, lose_fence, MAX_ENTRIES, 30)
@@ -371,7 +384,8 @@ impl Sim {
                     self.send(Actor::Writer, bookie, Req::Add(add))
                 }
                 WriterCommand::WriteLac { bookie, lac } => {
-                    self.send(Actor::Writer, bookie, Req::WriteLac(lac))
+                    let epoch = self.writer.as_ref().unwrap().metadata().epoch;
+                    self.send(Actor::Writer, bookie, Req::WriteLac(lac, epoch))
                 }
                 WriterCommand::Acked { token, entry } => {
                     if token != entry.0 || entry.0 != self.acked.len() as u64 {
@@ -458,7 +472,8 @@ impl Sim {
             let b = ens[self.rng.usize(..ens.len())].clone();
             let link = (Actor::Recovery(id), b);
             if self.links.get(&link).is_some_and(|q| !q.is_empty()) {
-                self.log.push(format!("the fence of recovery {id} to {} is lost", link.1));
+                self.log
+                    .push(format!("the fence of recovery {id} to {} is lost", link.1));
                 self.reset(&link);
             }
         }
@@ -507,11 +522,14 @@ impl Sim {
             self.responses.push_back((actor, bookie, resp));
             return;
         }
-        self.links.entry((actor, bookie.clone())).or_default().push_back(Msg {
-            actor,
-            bookie: bookie.clone(),
-            req,
-        });
+        self.links
+            .entry((actor, bookie.clone()))
+            .or_default()
+            .push_back(Msg {
+                actor,
+                bookie: bookie.clone(),
+                req,
+            });
     }
 
     // ---- bookies ----
@@ -519,10 +537,9 @@ impl Sim {
     fn process(&mut self, m: Msg) {
         let b = self.bookies.get_mut(&m.bookie).unwrap();
         let resp = match m.req {
-            Req::Add(a) => {
-                if a.epoch < b.fence {
-                    Resp::AddFailed(a.entry, true)
-                } else {
+            Req::Add(a) => match b.slot.admit_adds(LEDGER, a.epoch, Some(a.entry)) {
+                Err(e) => Resp::AddFailed(a.entry, matches!(e, BookieError::Fenced { .. })),
+                Ok(()) => {
                     if let Some(old) = b.entries.get(&a.entry)
                         && old != &a.data
                     {
@@ -533,35 +550,28 @@ impl Sim {
                         self.fail(what);
                     }
                     b.entries.insert(a.entry, a.data);
-                    b.lac = b.lac.max(a.lac);
+                    raise(&mut b.slot.durable.lac, a.lac);
+                    raise(&mut b.slot.durable.last_entry, Some(a.entry));
                     Resp::Added(a.entry)
                 }
-            }
-            Req::Fence(e) => {
-                if e < b.fence {
-                    Resp::FenceFailed(ReadFailure::Fenced)
-                } else {
-                    b.fence = e;
-                    Resp::Fenced(LacInfo {
-                        lac: b.lac,
-                        last_entry: b.entries.keys().next_back().copied(),
-                        fence_epoch: e,
-                    })
-                }
-            }
-            Req::Read(entry, e) => {
-                if e.is_some_and(|e| e < b.fence) {
-                    Resp::Read(entry, Err(ReadFailure::Fenced))
-                } else {
-                    b.fence = b.fence.max(e.unwrap_or_default());
-                    match b.entries.get(&entry) {
+            },
+            Req::Fence(e) => match b.slot.fence(LEDGER, e) {
+                Ok(info) => Resp::Fenced(info),
+                Err(_) => Resp::FenceFailed(ReadFailure::Fenced),
+            },
+            Req::Read(entry, fence) => {
+                match fence.map_or(Ok(()), |e| b.slot.fence(LEDGER, e).map(|_| ())) {
+                    Err(_) => Resp::Read(entry, Err(ReadFailure::Fenced)),
+                    Ok(()) => match b.entries.get(&entry) {
                         Some(d) => Resp::Read(entry, Ok(d.clone())),
                         None => Resp::Read(entry, Err(ReadFailure::NoSuchEntry)),
-                    }
+                    },
                 }
             }
-            Req::WriteLac(l) => {
-                b.lac = b.lac.max(Some(l));
+            Req::WriteLac(l, epoch) => {
+                if b.slot.check_epoch(LEDGER, epoch).is_ok() {
+                    raise(&mut b.slot.durable.lac, Some(l));
+                }
                 Resp::Ignored
             }
         };
@@ -662,22 +672,24 @@ impl Sim {
                 );
                 self.deliver(a, b, r);
             }
-            Action::Metadata if !self.meta_done.is_empty() => match self.meta_done.pop_front().unwrap() {
-                MetaDone::Writer(ev) => {
-                    self.log.push(format!(
-                        "writer metadata result {:?}",
-                        std::mem::discriminant(&ev)
-                    ));
-                    if let Some(w) = self.writer.as_mut() {
-                        let cmds = w.handle(ev);
-                        self.writer_cmds(cmds);
+            Action::Metadata if !self.meta_done.is_empty() => {
+                match self.meta_done.pop_front().unwrap() {
+                    MetaDone::Writer(ev) => {
+                        self.log.push(format!(
+                            "writer metadata result {:?}",
+                            std::mem::discriminant(&ev)
+                        ));
+                        if let Some(w) = self.writer.as_mut() {
+                            let cmds = w.handle(ev);
+                            self.writer_cmds(cmds);
+                        }
+                    }
+                    MetaDone::Recovery(id, ev) => {
+                        let cmds = self.recoveries.get_mut(&id).unwrap().0.handle(ev);
+                        self.recovery_cmds(id, cmds);
                     }
                 }
-                MetaDone::Recovery(id, ev) => {
-                    let cmds = self.recoveries.get_mut(&id).unwrap().0.handle(ev);
-                    self.recovery_cmds(id, cmds);
-                }
-            },
+            }
             Action::Append if self.appended < self.profile.appends && self.writer.is_some() => {
                 let e = self.appended;
                 self.appended += 1;
@@ -731,9 +743,9 @@ impl Sim {
             }
             Action::ResetWriter | Action::ResetRecovery
                 if allow_faults
-                    && busy
-                        .iter()
-                        .any(|l| (l.0 == Actor::Writer) == matches!(action, Action::ResetWriter)) =>
+                    && busy.iter().any(|l| {
+                        (l.0 == Actor::Writer) == matches!(action, Action::ResetWriter)
+                    }) =>
             {
                 // A connection resets: what it carried is lost, its sender hears an error, and
                 // the next request to that bookie goes over a new connection.
@@ -747,16 +759,18 @@ impl Sim {
                     .push(format!("connection {:?} -> {} resets", link.0, link.1));
                 self.reset(&link);
             }
-            Action::StartRecovery if allow_faults
-                && self.next_recovery < 2
-                && self.appended > self.profile.recovery_after
-                && self.rng.u32(..3) == 0 =>
+            Action::StartRecovery
+                if allow_faults
+                    && self.next_recovery < 2
+                    && self.appended > self.profile.recovery_after
+                    && self.rng.u32(..3) == 0 =>
             {
                 self.start_recovery(true)
             }
-            Action::Close if allow_faults
-                && self.appended > self.profile.appends * 3 / 4
-                && self.writer.as_ref().is_some_and(|w| !w.is_finished()) =>
+            Action::Close
+                if allow_faults
+                    && self.appended > self.profile.appends * 3 / 4
+                    && self.writer.as_ref().is_some_and(|w| !w.is_finished()) =>
             {
                 self.log.push("writer closes".into());
                 let cmds = self.writer.as_mut().unwrap().handle(WriterEvent::Close);
@@ -880,7 +894,7 @@ fn failure_for(req: &Req) -> Resp {
         Req::Add(a) => Resp::AddFailed(a.entry, false),
         Req::Fence(_) => Resp::FenceFailed(ReadFailure::Unknown("bookie down".into())),
         Req::Read(e, _) => Resp::Read(*e, Err(ReadFailure::Unknown("bookie down".into()))),
-        Req::WriteLac(_) => Resp::Ignored,
+        Req::WriteLac(..) => Resp::Ignored,
     }
 }
 
@@ -890,7 +904,7 @@ fn short(r: &Req) -> String {
         Req::Fence(e) => format!("fence e{e}"),
         Req::Read(x, Some(e)) => format!("read {x} e{e}"),
         Req::Read(x, None) => format!("read {x} (no fence)"),
-        Req::WriteLac(l) => format!("lac {l}"),
+        Req::WriteLac(l, _) => format!("lac {l}"),
     }
 }
 
@@ -1068,6 +1082,9 @@ fn scripted_bookkeeper_2614() {
     let correct = scripted_2614(Variant::Correct);
     std::panic::set_hook(hook);
     let why = broken.expect_err("non-fencing recovery reads must lose entry 0");
-    assert!(why.contains("acknowledged but the ledger was sealed"), "{why}");
+    assert!(
+        why.contains("acknowledged but the ledger was sealed"),
+        "{why}"
+    );
     correct.unwrap();
 }

@@ -136,23 +136,9 @@ impl Bookie {
         };
         let slot = inner.ledgers.get_or_create(b.ledger);
         let mut st = slot.lock();
-        if st.admit.deleted {
-            return Err((BookieError::LedgerDeleted(b.ledger), done));
-        }
-        if b.epoch < st.admit.fence_epoch {
-            let e = BookieError::Fenced {
-                ledger: b.ledger,
-                epoch: b.epoch,
-                fence_epoch: st.admit.fence_epoch,
-            };
+        if let Err(e) = st.admit_adds(b.ledger, b.epoch, highest) {
             return Err((e, done));
         }
-        if let Some(upto) = st.suspect_upto
-            && b.epoch <= upto
-        {
-            return Err((BookieError::SuspectLedger(b.ledger, upto), done));
-        }
-        raise(&mut st.admit.last_entry, highest);
         let records = b
             .entries
             .into_iter()
@@ -212,22 +198,7 @@ impl Bookie {
         inner.health.check_journal()?;
         let slot = inner.ledgers.get_or_create(ledger);
         let mut st = slot.lock();
-        if st.admit.deleted {
-            return Err(BookieError::LedgerDeleted(ledger));
-        }
-        if epoch < st.admit.fence_epoch {
-            return Err(BookieError::Fenced {
-                ledger,
-                epoch,
-                fence_epoch: st.admit.fence_epoch,
-            });
-        }
-        st.admit.fence_epoch = epoch;
-        let info = LacInfo {
-            lac: st.durable.lac,
-            last_entry: st.admit.last_entry,
-            fence_epoch: epoch,
-        };
+        let info = st.fence(ledger, epoch)?;
         // Already durable at this epoch or higher, and nothing of a lower epoch can be queued
         // behind it: no journal write needed.
         let rx = (st.durable.fence_epoch < epoch)
@@ -255,16 +226,7 @@ impl Bookie {
             .get(w.ledger)
             .ok_or(BookieError::NoSuchLedger(w.ledger))?;
         let st = slot.lock();
-        if st.admit.deleted {
-            return Err(BookieError::LedgerDeleted(w.ledger));
-        }
-        if w.epoch < st.admit.fence_epoch {
-            return Err(BookieError::Fenced {
-                ledger: w.ledger,
-                epoch: w.epoch,
-                fence_epoch: st.admit.fence_epoch,
-            });
-        }
+        st.check_epoch(w.ledger, w.epoch)?;
         let rx = inner.journal.submit(Record::WriteLac {
             ledger: w.ledger,
             epoch: w.epoch,
