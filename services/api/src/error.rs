@@ -115,6 +115,28 @@ error_codes! {
     /// The request timed out.
     Timeout = 44 => Unavailable, "timed out";
 
+    // 60..: streams (the client protocol).
+    /// No stream of that name exists.
+    NoSuchStream = 60 => NotFound, "no such stream";
+    /// A stream of that name already exists.
+    StreamExists = 61 => Invalid, "stream already exists";
+    /// This service node does not own the stream; the answer names the owner to retry at.
+    NotOwner = 62 => Unavailable, "not the stream's owner";
+    /// A record's payload exceeds the stream's limit.
+    RecordTooLarge = 63 => Invalid, "record too large";
+    /// The offset is before the stream's start (truncated) or after its end.
+    OffsetOutOfRange = 64 => Invalid, "offset out of range";
+    /// A stream or namespace name is not valid.
+    InvalidName = 65 => Invalid, "invalid name";
+    /// A stream policy is not valid.
+    InvalidPolicy = 66 => Invalid, "invalid policy";
+    /// A compare-and-set lost: the thing changed since it was read (e.g. a subscription moved).
+    Conflict = 67 => Invalid, "conflict";
+    /// A producer's sequence number skips ahead of the next one expected.
+    SequenceGap = 68 => Invalid, "producer sequence gap";
+    /// The stream has ended (an end-of-stream marker was written); nothing more is appended.
+    StreamEnded = 69 => Invalid, "stream ended";
+
     // 90..: other.
     /// An unexpected internal error.
     Internal = 99 => Internal, "internal error";
