@@ -136,6 +136,8 @@ error_codes! {
     SequenceGap = 68 => Invalid, "producer sequence gap";
     /// The stream has ended (an end-of-stream marker was written); nothing more is appended.
     StreamEnded = 69 => Invalid, "stream ended";
+    /// The stream cannot be served now (bookies or metadata unreachable, owner moving); retry.
+    StreamUnavailable = 70 => Unavailable, "stream unavailable";
 
     // 90..: other.
     /// An unexpected internal error.

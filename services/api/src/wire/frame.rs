@@ -186,6 +186,34 @@ pub fn write_frame(
     Ok(())
 }
 
+/// Appends one frame whose body is `head` followed by `tail`, without first copying them into
+/// one buffer: messages carrying bulk bytes (entries, record sets, JSON) pass them as `tail`.
+/// Nothing is written if the frame would exceed `max_frame_len`.
+pub(crate) fn write_frame_parts(
+    dst: &mut BytesMut,
+    kind: FrameKind,
+    op: u8,
+    request_id: u64,
+    head: &[u8],
+    tail: &[u8],
+    max_frame_len: usize,
+) -> Result<(), FrameError> {
+    let len = FRAME_HEADER_LEN + head.len() + tail.len();
+    if len > max_frame_len {
+        return Err(FrameError::TooLarge {
+            len,
+            limit: max_frame_len,
+        });
+    }
+    dst.reserve(4 + len);
+    let start = dst.len();
+    write_frame(dst, kind, op, request_id, head, max_frame_len)?;
+    // The header written above counts `head` only; make it count `tail` too.
+    dst[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
+    dst.extend_from_slice(tail);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +278,21 @@ mod tests {
             codec.decode(&mut k),
             Err(FrameError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn parts_equal_one_body() {
+        let mut parts = BytesMut::new();
+        write_frame_parts(&mut parts, FrameKind::Response, 2, 9, b"he", b"ad+tail", 64).unwrap();
+        let mut whole = BytesMut::new();
+        write_frame(&mut whole, FrameKind::Response, 2, 9, b"head+tail", 64).unwrap();
+        assert_eq!(parts, whole);
+        let mut big = BytesMut::from(&b"kept"[..]);
+        assert!(matches!(
+            write_frame_parts(&mut big, FrameKind::Request, 2, 9, b"", &[0; 60], 64),
+            Err(FrameError::TooLarge { len: 72, limit: 64 })
+        ));
+        assert_eq!(&big[..], b"kept", "nothing half-written");
     }
 
     proptest! {

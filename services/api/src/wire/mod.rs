@@ -1,10 +1,16 @@
-//! The binary wire protocol: frames ([`frame`]) carrying messages ([`bookie`]).
+//! The binary wire protocols: frames ([`frame`]) carrying the messages of one of two protocols
+//! that share the frame format and the hello handshake:
+//!
+//! - [`bookie`]: ledger writers, readers and operators to bookies (entries, LACs, fencing);
+//! - [`client`]: applications (the SDK, the CLI) to service nodes (streams: append, read, seek,
+//!   owner lookup, admin).
 //!
 //! One TCP connection carries many requests at once: each request frame has a request id chosen
 //! by the client, and the response frame echoes it, so responses may come back in any order
 //! (pipelining). `docs/protocol.md` is the reference.
 
 pub mod bookie;
+pub mod client;
 pub mod frame;
 
 pub use frame::{Frame, FrameCodec, FrameError, FrameKind, PROTOCOL_VERSION};

@@ -25,9 +25,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::FrameError;
-use super::frame::{FRAME_HEADER_LEN, FrameKind, write_frame};
-use crate::cursor::{Cursor, DecodeError};
+use crate::cursor::{Cursor, DecodeError, put_string};
 use crate::error::ErrorCode;
 use crate::ids::{EntryId, Epoch, LedgerId};
 
@@ -69,6 +67,29 @@ pub struct Hello {
     /// Empty for none. Reserved for token authentication.
     pub auth_method: String,
     pub auth_data: Bytes,
+}
+
+impl Hello {
+    /// Appends the hello request body. The client protocol's hello is the same message.
+    pub(crate) fn put(&self, body: &mut BytesMut) {
+        body.put_u8(self.min_version);
+        body.put_u8(self.max_version);
+        put_string(body, &self.client);
+        put_string(body, &self.auth_method);
+        body.put_u32_le(self.auth_data.len() as u32);
+        body.put_slice(&self.auth_data);
+    }
+
+    /// Reads a hello request body (the caller checks that nothing follows).
+    pub(crate) fn get(c: &mut Cursor) -> Result<Hello, DecodeError> {
+        Ok(Hello {
+            min_version: c.u8("hello min version")?,
+            max_version: c.u8("hello max version")?,
+            client: c.string("hello client", MAX_STRING)?,
+            auth_method: c.string("hello auth method", MAX_STRING)?,
+            auth_data: c.len_bytes("hello auth data", MAX_AUTH)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,32 +259,4 @@ fn get_lac_info(c: &mut Cursor) -> Result<LacInfo, DecodeError> {
         last_entry: EntryId::from_wire(c.u64("last entry")?),
         fence_epoch: Epoch(c.u64("fence epoch")?),
     })
-}
-
-fn encode_parts(
-    dst: &mut BytesMut,
-    kind: FrameKind,
-    op: u8,
-    request_id: u64,
-    head: &[u8],
-    tail: &[u8],
-    max_frame_len: usize,
-) -> Result<(), FrameError> {
-    if tail.is_empty() {
-        return write_frame(dst, kind, op, request_id, head, max_frame_len);
-    }
-    // Write the header for the combined body, then both parts, avoiding a copy of `tail`.
-    let start = dst.len();
-    write_frame(dst, kind, op, request_id, head, max_frame_len)?;
-    let len = FRAME_HEADER_LEN + head.len() + tail.len();
-    if len > max_frame_len {
-        dst.truncate(start);
-        return Err(FrameError::TooLarge {
-            len,
-            limit: max_frame_len,
-        });
-    }
-    dst[start..start + 4].copy_from_slice(&(len as u32).to_le_bytes());
-    dst.extend_from_slice(tail);
-    Ok(())
 }

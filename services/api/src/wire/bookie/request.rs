@@ -3,13 +3,12 @@
 use bytes::{BufMut, BytesMut};
 
 use super::{
-    AddBatch, AddEntry, Fence, Hello, MAX_AUTH, MAX_BATCH_ENTRIES, MAX_STRING, ReadEntry, ReadLac,
-    Request, WriteLac, encode_parts, op,
+    AddBatch, AddEntry, Fence, Hello, MAX_BATCH_ENTRIES, ReadEntry, ReadLac, Request, WriteLac, op,
 };
-use crate::cursor::{Cursor, DecodeError, put_string};
+use crate::cursor::{Cursor, DecodeError};
 use crate::error::ErrorCode;
 use crate::ids::{EntryId, Epoch, LedgerId};
-use crate::wire::frame::{FRAME_HEADER_LEN, FrameKind, write_frame};
+use crate::wire::frame::{FRAME_HEADER_LEN, FrameKind, write_frame, write_frame_parts};
 use crate::wire::{Frame, FrameError};
 
 impl Request {
@@ -38,12 +37,8 @@ impl Request {
         let mut body = BytesMut::with_capacity(64);
         let tail: &[u8] = match self {
             Request::Hello(h) => {
-                body.put_u8(h.min_version);
-                body.put_u8(h.max_version);
-                put_string(&mut body, &h.client);
-                put_string(&mut body, &h.auth_method);
-                body.put_u32_le(h.auth_data.len() as u32);
-                &h.auth_data
+                h.put(&mut body);
+                &[]
             }
             Request::Add(a) => {
                 body.put_u64_le(a.ledger.0);
@@ -84,7 +79,7 @@ impl Request {
             }
             Request::AddBatch(b) => return encode_batch(b, request_id, dst, max_frame_len),
         };
-        encode_parts(
+        write_frame_parts(
             dst,
             FrameKind::Request,
             self.op(),
@@ -105,20 +100,7 @@ impl Request {
         }
         let mut c = Cursor::new(frame.body.clone());
         let req = match frame.op {
-            op::HELLO => {
-                let min_version = c.u8("hello min version")?;
-                let max_version = c.u8("hello max version")?;
-                let client = c.string("hello client", MAX_STRING)?;
-                let auth_method = c.string("hello auth method", MAX_STRING)?;
-                let auth_data = c.len_bytes("hello auth data", MAX_AUTH)?;
-                Request::Hello(Hello {
-                    min_version,
-                    max_version,
-                    client,
-                    auth_method,
-                    auth_data,
-                })
-            }
+            op::HELLO => Request::Hello(Hello::get(&mut c)?),
             op::ADD => {
                 let ledger = LedgerId(c.u64("add ledger")?);
                 let entry = EntryId(c.u64("add entry")?);

@@ -4,12 +4,12 @@ use bytes::{BufMut, BytesMut};
 
 use super::{
     BookieInfo, BookieState, HelloOk, MAX_STRING, ReadEntryOk, Response, ResponseError,
-    encode_parts, get_lac_info, op, put_lac_info,
+    get_lac_info, op, put_lac_info,
 };
 use crate::cursor::{Cursor, DecodeError, put_string};
 use crate::error::ErrorCode;
 use crate::ids::{EntryId, LedgerId};
-use crate::wire::frame::FrameKind;
+use crate::wire::frame::{FrameKind, write_frame_parts};
 use crate::wire::{Frame, FrameError};
 
 impl Response {
@@ -83,7 +83,7 @@ impl Response {
                 &[]
             }
         };
-        encode_parts(
+        write_frame_parts(
             dst,
             FrameKind::Response,
             self.op(),
@@ -105,7 +105,7 @@ impl Response {
         let mut body = BytesMut::with_capacity(8 + err.message.len());
         body.put_u16_le(err.code as u16);
         put_string(&mut body, &err.message);
-        encode_parts(
+        write_frame_parts(
             dst,
             FrameKind::Response,
             op,

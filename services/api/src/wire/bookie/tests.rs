@@ -1,9 +1,8 @@
 //! Round-trip, golden-byte and hostile-input tests of the bookie messages.
 
 use super::*;
-use crate::wire::Frame;
-use crate::wire::FrameCodec;
 use crate::wire::frame::write_frame;
+use crate::wire::{Frame, FrameCodec, FrameError, FrameKind};
 use proptest::prelude::*;
 use tokio_util::codec::Decoder;
 
