@@ -13,7 +13,7 @@
 //! |---|---|---|
 //! | 1 hello | min_version u8, max_version u8, client str16, auth_method str16, auth_data u32-len bytes | version u8, server_id str16, max_frame_len u32, max_record_bytes u32 |
 //! | 2 append | stream str16, producer_id u64, sequence u64, flags u8 (0), record_set (rest) | first_offset u64, count u32, flags u8 (bit 0 duplicate) |
-//! | 3 read | stream str16, offset u64, max_bytes u32, wait_ms u32, flags u8 (0) | first_offset u64, end_offset u64, start_offset u64, flags u8 (bit 0 end of stream), record_sets (rest: zero or more record sets back to back) |
+//! | 3 read | stream str16, offset u64, max_bytes u32, wait_ms u32, flags u8 (0) | first_offset u64, end_offset u64, start_offset u64, flags u8 (bit 0 end of stream), record_sets (rest: zero or more × (len u32, record set)) |
 //! | 4 seek | stream str16, by u8 (1 timestamp, 2 txid), value u64 | offset u64 |
 //! | 5 lookup | stream str16 | owner str16 (empty = none), epoch u64 |
 //! | 6 admin | json (rest, at most [`MAX_ADMIN_JSON`]) | json (rest) |
@@ -121,7 +121,8 @@ pub struct Records {
     pub start_offset: Offset,
     /// The stream has ended and this read reached its end: nothing more will come.
     pub end_of_stream: bool,
-    /// Zero or more record sets ([`crate::record`] format) back to back, as stored.
+    /// Zero or more record sets ([`crate::record`] format), each as `u32 length | set`
+    /// ([`join_record_sets`], [`split_record_sets`]).
     pub records: Bytes,
 }
 
@@ -261,4 +262,26 @@ fn check_flags(field: &'static str, flags: u8, known: u8) -> Result<u8, DecodeEr
         return Err(DecodeError::invalid(field, format!("{flags:#04x}")));
     }
     Ok(flags)
+}
+
+/// Frames record sets for a read answer: `u32 length | record set` each (a compressed set
+/// does not carry its own length).
+pub fn join_record_sets<'a>(sets: impl IntoIterator<Item = &'a Bytes>) -> Bytes {
+    let sets: Vec<&Bytes> = sets.into_iter().collect();
+    let mut b = BytesMut::with_capacity(sets.iter().map(|s| 4 + s.len()).sum());
+    for s in sets {
+        b.put_u32_le(s.len() as u32);
+        b.put_slice(s);
+    }
+    b.freeze()
+}
+
+/// Splits a read answer's records into record sets (zero-copy slices).
+pub fn split_record_sets(records: Bytes) -> Result<Vec<Bytes>, DecodeError> {
+    let mut c = Cursor::new(records);
+    let mut sets = Vec::new();
+    while c.remaining() > 0 {
+        sets.push(c.len_bytes("record set", usize::MAX)?);
+    }
+    Ok(sets)
 }

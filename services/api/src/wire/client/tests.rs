@@ -523,3 +523,15 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn record_sets_join_and_split() {
+    let a = Bytes::from_static(b"first set");
+    let b = Bytes::from_static(b"");
+    let c = Bytes::from_static(b"third");
+    let joined = join_record_sets([&a, &b, &c]);
+    assert_eq!(joined.len(), 12 + a.len() + c.len());
+    assert_eq!(split_record_sets(joined.clone()).unwrap(), vec![a, b, c]);
+    assert!(split_record_sets(joined.slice(..joined.len() - 1)).is_err());
+    assert!(split_record_sets(Bytes::new()).unwrap().is_empty());
+}
