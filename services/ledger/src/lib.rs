@@ -7,11 +7,14 @@
 //! - [`registry`]: bookie registration under leases and cluster cookies.
 //! - [`placement`]: choosing bookies for ensembles, spread across zones.
 //! - [`rereplication`]: bringing closed ledgers back to Qw copies after a bookie is lost.
+//! - `local` (feature `local`): real bookies in this process, for standalone mode and tests.
 //! - [`client`], [`writer_task`], [`reader`], [`pool`]: [`LedgerClient`] runs the cores against
 //!   real bookies and the metadata store — create, write, read, recover, delete.
 
 pub mod bookie_client;
 pub mod client;
+#[cfg(feature = "local")]
+pub mod local;
 pub mod metadata;
 pub mod placement;
 pub mod pool;

@@ -10,12 +10,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dlog_api::{Entry, EntryId};
+use dlog_api::{Entry, EntryId, ErrorCode};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 
 use crate::client::{Inner, LedgerError};
 use crate::metadata::{LedgerMetadata, LedgerState};
+
+/// How often a long-poll looks again at a ledger no bookie knows yet (no entry written).
+const NEW_LEDGER_POLL: Duration = Duration::from_millis(5);
 
 #[derive(Debug)]
 pub struct LedgerReader {
@@ -127,6 +130,26 @@ impl LedgerReader {
         if self.meta.state == LedgerState::Closed {
             return Ok(self.meta.last_entry);
         }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let unknown_everywhere = self.poll_lac_once(known, left).await?;
+            // A bookie that has not received an entry of the ledger yet does not know it and
+            // cannot long-poll it: look again shortly while the wait lasts.
+            if !unknown_everywhere || self.lac > known || left.is_zero() {
+                return Ok(self.lac);
+            }
+            tokio::time::sleep(NEW_LEDGER_POLL.min(left)).await;
+        }
+    }
+
+    /// One round of LAC requests; whether every bookie that answered did not know the
+    /// ledger yet.
+    async fn poll_lac_once(
+        &mut self,
+        known: Option<EntryId>,
+        wait: Duration,
+    ) -> Result<bool, LedgerError> {
         let id = self.meta.id;
         let mut asks: FuturesUnordered<_> = self
             .meta
@@ -145,10 +168,12 @@ impl LedgerReader {
             .collect();
         let mut last_err = None;
         let mut answered = false;
+        let mut knew = false;
         while let Some(r) = asks.next().await {
             match r {
                 Ok(info) => {
                     answered = true;
+                    knew = true;
                     if info.lac > self.lac {
                         self.lac = info.lac;
                     }
@@ -157,12 +182,14 @@ impl LedgerReader {
                         break;
                     }
                 }
+                // No entry of the ledger has reached this bookie: no LAC to report.
+                Err(e) if e.code() == Some(ErrorCode::NoSuchLedger) => answered = true,
                 Err(e) => last_err = Some(e),
             }
         }
         match (answered, last_err) {
             (false, Some(e)) => Err(e.into()),
-            _ => Ok(self.lac),
+            _ => Ok(!knew),
         }
     }
 }

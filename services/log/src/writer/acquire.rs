@@ -1,0 +1,298 @@
+//! Taking a stream over, and switching its segments (seal the open one, open the next).
+
+use std::time::Duration;
+
+use dlog_api::stream::{SegmentState, StreamName};
+use dlog_api::{EntryId, Epoch, LedgerId};
+use dlog_ledger::{LedgerError, LedgerWriter};
+use dlog_metadata::{Expect, MetadataError, Op};
+use tracing::{info, warn};
+
+use super::WriterOptions;
+use super::task::{Segment, Task};
+use crate::dedup::DedupTable;
+use crate::entry::StreamEntry;
+use crate::error::LogError;
+use crate::meta::{ProducerBatch, SegmentRecord, StreamState, segment_key, stream_key};
+use crate::streams::{Log, quorum};
+
+/// Where a sealed segment ends.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct SealedEnd {
+    pub end_offset: u64,
+    pub bytes: u64,
+    pub max_ts: Option<i64>,
+    pub max_txid: Option<u64>,
+}
+
+/// What a segment switch does besides sealing the open segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Next {
+    /// Open a new segment starting at the sealed end.
+    Open,
+    /// Leave the stream without an open segment (the writer closes).
+    None,
+    /// Mark the stream ended: nothing more is ever appended.
+    EndStream,
+}
+
+pub(super) async fn acquire(
+    log: &Log,
+    name: &StreamName,
+    opts: WriterOptions,
+) -> Result<Task, LogError> {
+    let state = log.load(name).await?;
+    if state.record.ended {
+        return Err(LogError::StreamEnded(name.to_string()));
+    }
+    // 1. Take the stream: every older writer's next commit now fails.
+    let mut rec = state.record.clone();
+    rec.epoch += 1;
+    let epoch = rec.epoch;
+    let version = log
+        .store
+        .commit(vec![Op::put(
+            stream_key(name),
+            rec.encode(),
+            Expect::Version(state.version),
+        )])
+        .await
+        .map_err(|e| match e {
+            MetadataError::Conflict { .. } => {
+                LogError::Fenced(format!("{name} was taken by another writer meanwhile"))
+            }
+            e => e.into(),
+        })?;
+    let mut state = StreamState {
+        record: rec,
+        version,
+        ..state
+    };
+    let mut dedup = DedupTable::from_snapshot(&state.record.producers);
+    // 2. Seal what the previous writer left open, at its true end.
+    let sealed = match state.open_segment().cloned() {
+        Some((seg, _)) => Some(recover_segment(log, &seg, &mut dedup, &opts).await?),
+        None => None,
+    };
+    let (end, max_ts, max_txid) = match &sealed {
+        Some(s) => (s.end_offset, s.max_ts, s.max_txid),
+        None => {
+            let last = state.segments.last().map(|(s, _)| s);
+            (
+                state.sealed_end(),
+                last.and_then(|s| s.max_timestamp_ms),
+                last.and_then(|s| s.max_txid),
+            )
+        }
+    };
+    // 3. Open a new segment (and seal the old one) in one commit.
+    let seg = switch_segment(log, &mut state, epoch, sealed, &dedup, end, Next::Open)
+        .await?
+        .expect("Next::Open opens a segment");
+    info!(stream = %name, epoch, segment = seg.seq, start = end, "writer acquired the stream");
+    Ok(Task::new(
+        log.clone(),
+        name.clone(),
+        opts,
+        epoch,
+        state.record.policy.clone(),
+        seg,
+        end,
+        max_ts,
+        max_txid,
+        dedup,
+    ))
+}
+
+/// Recovers the open segment's ledger (fencing its writer) and reads where it really ends;
+/// adds the producers' batches of its last entries to `dedup`.
+async fn recover_segment(
+    log: &Log,
+    seg: &SegmentRecord,
+    dedup: &mut DedupTable,
+    opts: &WriterOptions,
+) -> Result<SealedEnd, LogError> {
+    let id = LedgerId(seg.ledger);
+    let meta = recover_ledger(log, id).await?;
+    let empty = SealedEnd {
+        end_offset: seg.first_offset,
+        bytes: 0,
+        max_ts: None,
+        max_txid: None,
+    };
+    let Some(meta) = meta else {
+        return Ok(empty);
+    };
+    let Some(last) = meta.last_entry else {
+        return Ok(empty);
+    };
+    let mut reader = log.ledgers.open_reader(id).await?;
+    let from = last
+        .0
+        .saturating_sub(opts.dedup_scan_entries.saturating_sub(1));
+    let mut end = empty;
+    end.bytes = meta.length;
+    for e in from..=last.0 {
+        let entry = reader.read(EntryId(e)).await?;
+        let se = StreamEntry::decode(entry.payload)
+            .map_err(|err| LogError::Corrupt(format!("ledger {id} entry {e}: {err}")))?;
+        let mut offset = se.first_offset;
+        for s in &se.sets {
+            if s.producer_id != 0 {
+                dedup.record(
+                    s.producer_id,
+                    ProducerBatch {
+                        first_seq: s.first_seq,
+                        count: s.count,
+                        first_offset: offset,
+                    },
+                );
+            }
+            offset += u64::from(s.count);
+        }
+        end.end_offset = se.end_offset();
+        end.max_ts = Some(se.max_timestamp_ms);
+        end.max_txid = se.max_txid;
+    }
+    Ok(end)
+}
+
+/// Seals the open segment of `state` at `sealed` (if any) and, as `next` says, opens the next
+/// one on a new ledger or ends the stream — in one commit guarded by the stream record's
+/// version. A lost compare-and-set because of a newer epoch is `Fenced`; one because of an
+/// admin change (policy, truncation) is retried on the fresh state.
+pub(super) async fn switch_segment(
+    log: &Log,
+    state: &mut StreamState,
+    epoch: u64,
+    sealed: Option<SealedEnd>,
+    dedup: &DedupTable,
+    start: u64,
+    next: Next,
+) -> Result<Option<Segment>, LogError> {
+    for _ in 0..5 {
+        let ledger = match next {
+            Next::Open => {
+                let q = quorum(&state.record.policy)?;
+                Some(log.ledgers.create(q, Epoch(epoch)).await?)
+            }
+            Next::None | Next::EndStream => None,
+        };
+        let now = log.now_ms();
+        let mut ops = Vec::new();
+        if let (Some((open, v)), Some(s)) = (state.open_segment(), sealed) {
+            let mut done = open.clone();
+            done.state = SegmentState::Sealed;
+            done.end_offset = s.end_offset;
+            done.bytes = s.bytes;
+            done.sealed_ms = Some(now);
+            done.max_timestamp_ms = s.max_ts.or(done.max_timestamp_ms);
+            done.max_txid = s.max_txid.or(done.max_txid);
+            ops.push(Op::put(
+                segment_key(&state.name, done.seq),
+                done.encode(),
+                Expect::Version(*v),
+            ));
+        }
+        let seq = state.record.next_seq;
+        let mut rec = state.record.clone();
+        rec.producers = dedup.snapshot();
+        rec.ended |= next == Next::EndStream;
+        if ledger.is_some() {
+            rec.next_seq += 1;
+        }
+        ops.push(Op::put(
+            stream_key(&state.name),
+            rec.encode(),
+            Expect::Version(state.version),
+        ));
+        if let Some(l) = &ledger {
+            let seg_rec = SegmentRecord {
+                seq,
+                ledger: l.id().0,
+                epoch,
+                state: SegmentState::Open,
+                first_offset: start,
+                end_offset: start,
+                bytes: 0,
+                created_ms: now,
+                sealed_ms: None,
+                max_timestamp_ms: None,
+                max_txid: None,
+            };
+            ops.push(Op::put(
+                segment_key(&state.name, seq),
+                seg_rec.encode(),
+                Expect::Absent,
+            ));
+        }
+        match log.store.commit(ops).await {
+            Ok(_) => {
+                return Ok(ledger.map(|ledger| Segment {
+                    seq,
+                    ledger,
+                    first_offset: start,
+                    bytes: 0,
+                    created_ms: now,
+                    entries: 0,
+                    sent: 0,
+                    max_ts: None,
+                    max_txid: None,
+                }));
+            }
+            Err(MetadataError::Conflict { .. }) => {
+                if let Some(l) = ledger {
+                    discard(log, l).await;
+                }
+                let fresh = log.load(&state.name).await?;
+                let ours = fresh.open_segment().map(|(s, _)| s.seq)
+                    == state.open_segment().map(|(s, _)| s.seq);
+                if fresh.record.epoch != epoch || !ours {
+                    return Err(LogError::Fenced(format!(
+                        "{} was taken over at epoch {}",
+                        state.name, fresh.record.epoch
+                    )));
+                }
+                *state = fresh;
+            }
+            Err(e) => {
+                if let Some(l) = ledger {
+                    discard(log, l).await;
+                }
+                return Err(e.into());
+            }
+        }
+    }
+    Err(LogError::Unavailable(format!(
+        "{}: the stream record kept changing during a segment switch",
+        state.name
+    )))
+}
+
+async fn discard(log: &Log, ledger: LedgerWriter) {
+    let id = ledger.id();
+    drop(ledger);
+    if let Err(e) = log.ledgers.delete(id).await {
+        warn!(ledger = %id, error = %e, "delete unused ledger");
+    }
+}
+
+/// Recovers a ledger, retrying transient failures; `None` if it does not exist.
+pub(super) async fn recover_ledger(
+    log: &Log,
+    id: LedgerId,
+) -> Result<Option<dlog_ledger::LedgerMetadata>, LogError> {
+    let mut attempt = 0;
+    loop {
+        match log.ledgers.recover(id).await {
+            Ok(m) => return Ok(Some(m)),
+            Err(LedgerError::NoSuchLedger(_)) => return Ok(None),
+            Err(e) if e.is_retryable() && attempt < 10 => {
+                attempt += 1;
+                warn!(ledger = %id, error = %e, attempt, "recover ledger; retrying");
+                tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,511 @@
+//! The task that owns a stream while this writer holds it: packing appends into entries,
+//! answering them in order, rolling segments, surviving a failed ledger.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use dlog_api::stream::{StreamName, StreamPolicy};
+use dlog_ledger::writer_task::AppendAck;
+use dlog_ledger::{LedgerWriter, WriteError};
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+use super::acquire::{Next, SealedEnd, recover_ledger, switch_segment};
+use super::{AppendBatch, Appended, Msg, Reply, WriterOptions};
+use crate::dedup::{DedupTable, Verdict};
+use crate::entry::{EntrySet, MAX_SETS, StreamEntry};
+use crate::error::LogError;
+use crate::meta::ProducerBatch;
+use crate::streams::Log;
+
+/// The open segment.
+pub(super) struct Segment {
+    pub seq: u64,
+    pub ledger: LedgerWriter,
+    pub first_offset: u64,
+    /// Entry bytes acknowledged in this segment.
+    pub bytes: u64,
+    pub created_ms: i64,
+    /// Entries appended to the ledger so far (the next entry's id).
+    pub entries: u64,
+    /// Entry bytes sent to the ledger (acknowledged or not).
+    pub sent: u64,
+    /// Of the last acknowledged entry.
+    pub max_ts: Option<i64>,
+    pub max_txid: Option<u64>,
+}
+
+/// An entry on its way to the bookies.
+struct InFlight {
+    entry: u64,
+    end_offset: u64,
+    bytes: usize,
+    replies: Vec<(Reply, Appended)>,
+    max_ts: i64,
+    max_txid: Option<u64>,
+}
+
+/// An entry being packed.
+#[derive(Default)]
+struct Packing {
+    sets: Vec<EntrySet>,
+    replies: Vec<(Reply, Appended)>,
+    count: u32,
+    bytes: usize,
+}
+
+pub(super) struct Task {
+    log: Log,
+    name: StreamName,
+    opts: WriterOptions,
+    pub(super) epoch: u64,
+    policy: StreamPolicy,
+    seg: Segment,
+    /// The offset the next packed record gets.
+    next_offset: u64,
+    /// Highest timestamp and txid packed so far (they go into each entry's header).
+    max_ts: i64,
+    max_txid: Option<u64>,
+    dedup: DedupTable,
+    /// Packed entries not yet handed to the ledger.
+    ready: VecDeque<(StreamEntry, Vec<(Reply, Appended)>)>,
+    inflight: VecDeque<InFlight>,
+    acks: FuturesOrdered<AppendAck>,
+    /// Retries of batches still in flight: answered when the original is.
+    dup_waiters: Vec<(Reply, Appended)>,
+    pending_bytes: usize,
+    pub(super) acked: watch::Sender<u64>,
+    packing: Packing,
+}
+
+impl Task {
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new(
+        log: Log,
+        name: StreamName,
+        opts: WriterOptions,
+        epoch: u64,
+        policy: StreamPolicy,
+        seg: Segment,
+        end: u64,
+        max_ts: Option<i64>,
+        max_txid: Option<u64>,
+        dedup: DedupTable,
+    ) -> Task {
+        Task {
+            log,
+            name,
+            opts,
+            epoch,
+            policy,
+            seg,
+            next_offset: end,
+            max_ts: max_ts.unwrap_or(i64::MIN),
+            max_txid,
+            dedup,
+            ready: VecDeque::new(),
+            inflight: VecDeque::new(),
+            acks: FuturesOrdered::new(),
+            dup_waiters: Vec::new(),
+            pending_bytes: 0,
+            acked: watch::Sender::new(end),
+            packing: Packing::default(),
+        }
+    }
+
+    pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let mut buf = Vec::with_capacity(256);
+        loop {
+            let room = self.pending_bytes < self.opts.max_pending_bytes;
+            let age_due = self.age_deadline();
+            tokio::select! {
+                biased;
+                Some(r) = self.acks.next(), if !self.acks.is_empty() => {
+                    let r = match r.unwrap_or(Err(WriteError::Closed)) {
+                        Ok(_) => {
+                            self.complete_front();
+                            self.maybe_roll().await
+                        }
+                        Err(e) => self.on_ledger_failure(e).await,
+                    };
+                    if let Err(e) = r {
+                        self.fail_all(e);
+                        return;
+                    }
+                }
+                n = rx.recv_many(&mut buf, 256), if room => {
+                    if n == 0 {
+                        // Every handle is gone: seal what was appended.
+                        if let Err(e) = self.seal(Next::None).await {
+                            self.fail_all(e);
+                        }
+                        return;
+                    }
+                    for msg in buf.drain(..) {
+                        match msg {
+                            Msg::Append(b, reply) => self.on_append(b, reply),
+                            Msg::Close { end_stream, reply } => {
+                                let next = if end_stream { Next::EndStream } else { Next::None };
+                                let r = self.seal(next).await;
+                                if let Err(e) = &r {
+                                    self.fail_all(e.clone());
+                                }
+                                let _ = reply.send(r);
+                                rx.close();
+                                while let Ok(m) = rx.try_recv() {
+                                    refuse(m, LogError::Unavailable(format!(
+                                        "the writer of {} has closed", self.name
+                                    )));
+                                }
+                                return;
+                            }
+                        }
+                    }
+                    if let Err(e) = self.flush().await {
+                        self.fail_all(e);
+                        return;
+                    }
+                }
+                _ = tokio::time::sleep(age_due) => {
+                    if let Err(e) = self.maybe_roll().await {
+                        self.fail_all(e);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// How long until the open segment is old enough to roll.
+    fn age_deadline(&self) -> Duration {
+        let due = self.seg.created_ms + self.policy.segment_age_ms as i64;
+        Duration::from_millis(due.saturating_sub(self.log.now_ms()).clamp(1, 60_000) as u64)
+    }
+
+    fn on_append(&mut self, b: AppendBatch, reply: Reply) {
+        if b.producer_id != 0 {
+            match self.dedup.check(b.producer_id, b.sequence, b.count) {
+                Ok(Verdict::New) => {}
+                Ok(Verdict::Duplicate(p)) => {
+                    let a = Appended {
+                        first_offset: p.first_offset,
+                        count: p.count,
+                        duplicate: true,
+                    };
+                    if p.first_offset + u64::from(p.count) <= *self.acked.borrow() {
+                        let _ = reply.send(Ok(a));
+                    } else {
+                        self.dup_waiters.push((reply, a));
+                    }
+                    return;
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
+            }
+        }
+        if let (Some(low), Some(high)) = (b.min_txid, self.max_txid)
+            && low < high
+        {
+            let _ = reply.send(Err(LogError::BadRequest(format!(
+                "txid {low} is below the stream's last txid {high}; txids never decrease"
+            ))));
+            return;
+        }
+        let first_offset = self.next_offset + u64::from(self.packing.count);
+        if b.producer_id != 0 {
+            self.dedup.record(
+                b.producer_id,
+                ProducerBatch {
+                    first_seq: b.sequence,
+                    count: b.count,
+                    first_offset,
+                },
+            );
+        }
+        self.max_ts = self.max_ts.max(b.max_timestamp_ms);
+        self.max_txid = b.max_txid.or(self.max_txid);
+        let p = &mut self.packing;
+        p.count += b.count;
+        p.bytes += b.records.len();
+        p.replies.push((
+            reply,
+            Appended {
+                first_offset,
+                count: b.count,
+                duplicate: false,
+            },
+        ));
+        p.sets.push(EntrySet {
+            producer_id: b.producer_id,
+            first_seq: b.sequence,
+            count: b.count,
+            records: b.records,
+        });
+        // Pack into one entry while it stays under the size limit (a lone big batch is one
+        // entry of its own).
+        if p.bytes >= self.opts.max_entry_bytes || p.sets.len() >= MAX_SETS {
+            self.seal_packing();
+        }
+    }
+
+    /// Turns the packed batches into an entry waiting to be sent.
+    fn seal_packing(&mut self) {
+        let p = std::mem::take(&mut self.packing);
+        if p.sets.is_empty() {
+            return;
+        }
+        let entry = StreamEntry {
+            first_offset: self.next_offset,
+            count: p.count,
+            max_timestamp_ms: self.max_ts,
+            max_txid: self.max_txid,
+            sets: p.sets,
+        };
+        self.next_offset = entry.end_offset();
+        self.ready.push_back((entry, p.replies));
+    }
+
+    async fn flush(&mut self) -> Result<(), LogError> {
+        self.seal_packing();
+        while let Some((entry, replies)) = self.ready.pop_front() {
+            if self.seg.sent >= self.policy.segment_bytes && self.seg.entries > 0 {
+                // The segment is full with what is in flight: roll before sending more.
+                self.ready.push_front((entry, replies));
+                self.finish_segment(Next::Open).await?;
+                continue;
+            }
+            let bytes = entry.encode();
+            let len = bytes.len();
+            self.seg.sent += len as u64;
+            let ack = self.seg.ledger.append(bytes).await;
+            self.acks.push_back(ack);
+            self.inflight.push_back(InFlight {
+                entry: self.seg.entries,
+                end_offset: entry.end_offset(),
+                bytes: len,
+                replies,
+                max_ts: entry.max_timestamp_ms,
+                max_txid: entry.max_txid,
+            });
+            self.seg.entries += 1;
+            self.pending_bytes += len;
+        }
+        Ok(())
+    }
+}
+
+impl Task {
+    /// The front entry is durable: answer its appends.
+    fn complete_front(&mut self) {
+        let f = self
+            .inflight
+            .pop_front()
+            .expect("one acknowledgement per entry in flight");
+        self.complete(f);
+    }
+
+    fn complete(&mut self, f: InFlight) {
+        self.pending_bytes -= f.bytes;
+        self.seg.bytes += f.bytes as u64;
+        self.seg.max_ts = Some(f.max_ts);
+        self.seg.max_txid = f.max_txid;
+        self.acked.send_replace(f.end_offset);
+        for (reply, a) in f.replies {
+            let _ = reply.send(Ok(a));
+        }
+        let end = f.end_offset;
+        let mut i = 0;
+        while i < self.dup_waiters.len() {
+            let a = self.dup_waiters[i].1;
+            if a.first_offset + u64::from(a.count) <= end {
+                let (reply, a) = self.dup_waiters.swap_remove(i);
+                let _ = reply.send(Ok(a));
+            } else {
+                i += 1;
+            }
+        }
+    }
+
+    async fn maybe_roll(&mut self) -> Result<(), LogError> {
+        let age = self.log.now_ms() - self.seg.created_ms;
+        let full = self.seg.bytes >= self.policy.segment_bytes;
+        let old =
+            age >= self.policy.segment_age_ms as i64 && self.next_offset > self.seg.first_offset;
+        if !(full || old) {
+            return Ok(());
+        }
+        self.seal(Next::Open).await.map(|_| ())
+    }
+
+    /// Waits for every entry in flight, closes the segment's ledger, and seals the segment;
+    /// then opens the next one or ends as `next` says. Returns the stream's end.
+    async fn seal(&mut self, next: Next) -> Result<u64, LogError> {
+        self.flush().await?;
+        self.finish_segment(next).await
+    }
+
+    /// Waits for the entries in flight, closes the ledger and switches segments (entries
+    /// packed but not sent yet go to the next segment).
+    async fn finish_segment(&mut self, next: Next) -> Result<u64, LogError> {
+        while let Some(r) = self.acks.next().await {
+            match r.unwrap_or(Err(WriteError::Closed)) {
+                Ok(_) => self.complete_front(),
+                Err(e) => {
+                    let sealed = self.recover_here(e).await?;
+                    return self.switch(sealed, next).await;
+                }
+            }
+        }
+        let sealed = match self.seg.ledger.close().await {
+            Ok(meta) => SealedEnd {
+                end_offset: *self.acked.borrow(),
+                bytes: meta.length,
+                max_ts: self.seg.max_ts,
+                max_txid: self.seg.max_txid,
+            },
+            Err(e) => self.recover_here(e).await?,
+        };
+        self.switch(sealed, next).await
+    }
+
+    async fn switch(&mut self, sealed: SealedEnd, next: Next) -> Result<u64, LogError> {
+        let mut state = self.log.load(&self.name).await?;
+        if state.record.epoch != self.epoch
+            || state.open_segment().map(|(s, _)| s.seq) != Some(self.seg.seq)
+        {
+            return Err(LogError::Fenced(format!(
+                "{} was taken over at epoch {}",
+                self.name, state.record.epoch
+            )));
+        }
+        let end = sealed.end_offset;
+        let seg = switch_segment(
+            &self.log,
+            &mut state,
+            self.epoch,
+            Some(sealed),
+            &self.dedup,
+            end,
+            next,
+        )
+        .await?;
+        self.policy = state.record.policy.clone();
+        info!(
+            stream = %self.name,
+            sealed = self.seg.seq,
+            end,
+            next = ?seg.as_ref().map(|s| s.seq),
+            "segment sealed"
+        );
+        if let Some(seg) = seg {
+            self.seg = seg;
+        }
+        Ok(end)
+    }
+
+    /// The ledger failed under the writer: a newer writer fenced it (terminal), or its
+    /// bookies are gone. In the second case, recover it, keep what made it, and go on in a
+    /// new segment.
+    async fn on_ledger_failure(&mut self, e: WriteError) -> Result<(), LogError> {
+        let sealed = self.recover_here(e).await?;
+        self.switch(sealed, Next::Open).await.map(|_| ())
+    }
+
+    /// Recovers the segment's ledger to learn exactly which entries are in it: their appends
+    /// succeed; the rest fail as "not appended" (safe to retry) and are forgotten by the
+    /// duplicate table.
+    async fn recover_here(&mut self, cause: WriteError) -> Result<SealedEnd, LogError> {
+        if cause == WriteError::Fenced {
+            return Err(LogError::Fenced(format!(
+                "{}: the segment's ledger was fenced by a newer writer",
+                self.name
+            )));
+        }
+        let id = self.seg.ledger.id();
+        warn!(stream = %self.name, ledger = %id, error = %cause, "segment ledger failed; recovering it");
+        self.acks = FuturesOrdered::new();
+        let meta = recover_ledger(&self.log, id).await?.ok_or_else(|| {
+            LogError::Internal(format!(
+                "the ledger {id} of {}'s open segment is gone",
+                self.name
+            ))
+        })?;
+        let last = meta.last_entry.map(|e| e.0);
+        let mut failed = Vec::new();
+        while let Some(f) = self.inflight.pop_front() {
+            if last.is_some_and(|l| f.entry <= l) {
+                self.complete(f);
+            } else {
+                self.pending_bytes -= f.bytes;
+                failed.extend(f.replies);
+            }
+        }
+        for (entry, replies) in self.ready.drain(..) {
+            drop(entry);
+            failed.extend(replies);
+        }
+        failed.extend(std::mem::take(&mut self.packing).replies);
+        let end = *self.acked.borrow();
+        failed.extend(
+            std::mem::take(&mut self.dup_waiters)
+                .into_iter()
+                .filter(|(_, a)| a.first_offset + u64::from(a.count) > end),
+        );
+        let why = format!(
+            "not appended: the bookies of {}'s segment failed; retry",
+            self.name
+        );
+        for (reply, _) in failed {
+            let _ = reply.send(Err(LogError::Unavailable(why.clone())));
+        }
+        self.dedup.forget_from(end);
+        self.next_offset = end;
+        if let Some(ts) = self.seg.max_ts {
+            self.max_ts = ts;
+        }
+        self.max_txid = self.seg.max_txid.or(self.max_txid);
+        Ok(SealedEnd {
+            end_offset: end,
+            bytes: meta.length,
+            max_ts: self.seg.max_ts,
+            max_txid: self.seg.max_txid,
+        })
+    }
+
+    fn fail_all(&mut self, e: LogError) {
+        let mut replies: Vec<Reply> = Vec::new();
+        replies.extend(
+            self.inflight
+                .drain(..)
+                .flat_map(|f| f.replies)
+                .map(|(r, _)| r),
+        );
+        replies.extend(self.ready.drain(..).flat_map(|(_, r)| r).map(|(r, _)| r));
+        replies.extend(
+            std::mem::take(&mut self.packing)
+                .replies
+                .into_iter()
+                .map(|(r, _)| r),
+        );
+        replies.extend(self.dup_waiters.drain(..).map(|(r, _)| r));
+        for r in replies {
+            let _ = r.send(Err(e.clone()));
+        }
+        warn!(stream = %self.name, epoch = self.epoch, error = %e, "stream writer stopped");
+    }
+}
+
+fn refuse(m: Msg, e: LogError) {
+    match m {
+        Msg::Append(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        Msg::Close { reply, .. } => {
+            let _ = reply.send(Err(e));
+        }
+    }
+}
