@@ -5,12 +5,14 @@
 //!   what to do (retry, fix the request, stop writing …).
 //! - [`record`]: records and the versioned, optionally compressed record-set encoding.
 //! - [`entry`]: the entry envelope the writer seals with a CRC32C and bookies store verbatim.
+//! - [`admin`]: administrative requests and answers (JSON).
 //! - [`stream`]: stream names, policies and descriptions (the admin models).
 //! - [`wire`]: the framed, versioned, pipelined protocols (bookie and client) and their codec.
 //!
 //! Every decoder here takes untrusted bytes: it bounds each length against the bytes present and
 //! a configured limit before allocating, and returns a [`DecodeError`] instead of panicking.
 
+pub mod admin;
 pub mod entry;
 pub mod error;
 pub mod ids;
