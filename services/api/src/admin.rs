@@ -16,11 +16,13 @@ use crate::stream::{StreamInfo, StreamName, StreamPolicy};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum AdminRequest {
-    /// Create a stream; absent policy fields take their defaults.
+    /// Create a stream. Without a policy, the service's default policy applies (for
+    /// `dlogd standalone` it fits its number of bookies); fields missing from a given policy
+    /// take the built-in defaults of [`StreamPolicy`].
     CreateStream {
         stream: StreamName,
         #[serde(default)]
-        policy: StreamPolicy,
+        policy: Option<StreamPolicy>,
     },
     /// Describe a stream with its segments.
     DescribeStream { stream: StreamName },
@@ -85,6 +87,7 @@ mod tests {
         .unwrap();
         match r {
             AdminRequest::CreateStream { stream, policy } => {
+                let policy = policy.unwrap();
                 assert_eq!(stream.to_string(), "ns/s");
                 assert_eq!(policy.ack_quorum, 1);
                 assert_eq!(policy.write_quorum, 3);
@@ -93,7 +96,7 @@ mod tests {
         }
         let r: AdminRequest =
             serde_json::from_str(r#"{"op":"create_stream","stream":"ns/s"}"#).unwrap();
-        assert!(matches!(r, AdminRequest::CreateStream { .. }));
+        assert!(matches!(r, AdminRequest::CreateStream { policy: None, .. }));
         for bad in [
             r#"{"op":"create_stream","stream":"nope"}"#,
             r#"{"op":"explode"}"#,
