@@ -8,6 +8,10 @@
 //!   new instance id under the old id and is refused: the data the cluster expects it to hold is
 //!   gone, and it must be decommissioned and replaced instead.
 //!
+//! - `decommissioned/<id>`: an operator's decision that the bookie is leaving (written by the
+//!   control plane, never leased). [`list_bookies`] reports such a bookie as
+//!   `Decommissioning`: placement stops choosing it and re-replication copies its ledgers away.
+//!
 //! Writers read the registrations to place ensembles ([`crate::placement`]).
 
 use std::sync::Arc;
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 pub const BOOKIES_PREFIX: &str = "bookies/";
 pub const COOKIES_PREFIX: &str = "cookies/";
+pub const DECOMMISSIONED_PREFIX: &str = "decommissioned/";
 
 pub fn bookie_key(id: &BookieId) -> String {
     format!("{BOOKIES_PREFIX}{id}")
@@ -196,16 +201,36 @@ impl Registration {
     }
 }
 
-/// Every registered (live) bookie.
+/// Every registered (live) bookie; those an operator decommissioned are reported so.
 pub async fn list_bookies(
     store: &dyn MetadataStore,
 ) -> Result<Vec<BookieRegistration>, RegistryError> {
     let listing = store.list(BOOKIES_PREFIX).await?;
+    let gone = store.list(DECOMMISSIONED_PREFIX).await?;
     listing
         .kvs
         .iter()
-        .map(|kv| decode(&kv.key, &kv.value))
+        .map(|kv| {
+            let mut r: BookieRegistration = decode(&kv.key, &kv.value)?;
+            let key = format!("{DECOMMISSIONED_PREFIX}{}", r.id);
+            if gone.kvs.iter().any(|g| g.key == key) {
+                r.state = RegisteredState::Decommissioning;
+            }
+            Ok(r)
+        })
         .collect()
+}
+
+/// Marks a bookie as leaving the cluster (see the module docs). Idempotent.
+pub async fn decommission(store: &dyn MetadataStore, id: &BookieId) -> Result<(), RegistryError> {
+    store
+        .put(
+            &format!("{DECOMMISSIONED_PREFIX}{id}"),
+            Bytes::from_static(b"{}"),
+            Expect::Any,
+        )
+        .await?;
+    Ok(())
 }
 
 fn encode<T: Serialize>(v: &T) -> Bytes {

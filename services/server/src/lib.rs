@@ -4,10 +4,19 @@
 //! - [`ledger_cmd`]: `dlogd ledger …` tools and `dlogd autorecovery`.
 //! - [`bench`]: `dlogd bench …`, benchmarks over the real protocol with a common output shape.
 //! - [`registration`]: a bookie's registration in the cluster's metadata store.
+//! - [`server_role`]: `dlogd server` and `dlogd standalone`; [`server_config`]: its config.
+//! - [`service`]: the log service — client protocol, stream ownership, admin operations.
+//! - [`metrics`]: the service's Prometheus metrics.
+//! - [`http`]: the control plane (axum), `/api/v1/` with `/health`, `/ready`, `/metrics`.
 //! - [`logging`]: tracing set-up shared by every role.
 
 pub mod bench;
 pub mod bookie_role;
+pub mod http;
 pub mod ledger_cmd;
 pub mod logging;
+pub mod metrics;
 pub mod registration;
+pub mod server_config;
+pub mod server_role;
+pub mod service;

@@ -1,9 +1,10 @@
 //! `dlogd`: the dlog service binary. Parses flags, starts logging, runs the chosen role.
 
 use clap::{Parser, Subcommand};
-use dlog_server::{bench, bookie_role, ledger_cmd, logging};
+use dlog_server::{bench, bookie_role, ledger_cmd, logging, server_role};
 
-/// dlog service daemon: storage nodes (bookies), autorecovery, ledger tools and benchmarks.
+/// dlog service daemon: everything in one process (standalone), log service nodes, storage
+/// nodes (bookies), autorecovery, ledger tools and benchmarks.
 #[derive(Debug, Parser)]
 #[command(name = "dlogd", version, about, long_about = None)]
 struct Cli {
@@ -13,6 +14,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Everything in one process: embedded metadata, bookies, the log service on
+    /// 127.0.0.1:7070 and the control plane on 127.0.0.1:7080. Data stays in --data-dir.
+    Standalone(server_role::StandaloneArgs),
+    /// Run a log service node (client protocol, stream ownership, control plane) until
+    /// SIGTERM.
+    Server(server_role::ServerArgs),
     /// Run a bookie (storage node) until SIGTERM.
     Bookie(bookie_role::BookieArgs),
     /// Benchmarks over the real protocol; print figures, and a JSON line with --json.
@@ -29,7 +36,10 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(match &cli.command {
         Command::Bench(_) | Command::Ledger(_) => "warn",
-        Command::Bookie(_) | Command::Autorecovery(_) => "info",
+        Command::Bookie(_)
+        | Command::Autorecovery(_)
+        | Command::Server(_)
+        | Command::Standalone(_) => "info",
     });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,6 +53,8 @@ fn main() -> std::process::ExitCode {
     };
     let result = rt.block_on(async {
         match cli.command {
+            Command::Standalone(args) => server_role::run_standalone(args).await,
+            Command::Server(args) => server_role::run_server(args).await,
             Command::Bookie(args) => bookie_role::run(args).await,
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Ledger(cmd) => ledger_cmd::run(cmd).await,

@@ -149,6 +149,7 @@ enum Msg {
 pub struct StreamWriter {
     name: StreamName,
     epoch: u64,
+    policy: std::sync::Arc<StreamPolicy>,
     tx: mpsc::Sender<Msg>,
     acked: watch::Receiver<u64>,
 }
@@ -164,10 +165,12 @@ impl StreamWriter {
         let (tx, rx) = mpsc::channel(1024);
         let acked = task.acked.subscribe();
         let epoch = task.epoch;
+        let policy = std::sync::Arc::new(task.policy().clone());
         tokio::spawn(task.run(rx));
         Ok(StreamWriter {
             name: name.clone(),
             epoch,
+            policy,
             tx,
             acked,
         })
@@ -179,6 +182,11 @@ impl StreamWriter {
 
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// The stream's policy when this writer acquired it (what appends are checked against).
+    pub fn policy(&self) -> &StreamPolicy {
+        &self.policy
     }
 
     /// The offset after the last acknowledged record, as it moves.

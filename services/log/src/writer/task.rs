@@ -178,6 +178,10 @@ impl Task {
         }
     }
 
+    pub(super) fn policy(&self) -> &StreamPolicy {
+        &self.policy
+    }
+
     /// How long until the open segment is old enough to roll.
     fn age_deadline(&self) -> Duration {
         let due = self.seg.created_ms + self.policy.segment_age_ms as i64;

@@ -1,0 +1,88 @@
+//! Administrative operations, the same for the client protocol's `admin` op and the HTTP API.
+
+use dlog_api::admin::{AdminRequest, AdminResponse};
+use dlog_log::LogError;
+use tracing::info;
+
+use super::Service;
+use super::ownership::NotMine;
+
+/// Runs one admin request.
+pub async fn execute(svc: &Service, req: AdminRequest) -> Result<AdminResponse, LogError> {
+    svc.metrics.admin_requests.inc();
+    let log = &svc.log;
+    Ok(match req {
+        AdminRequest::CreateStream { stream, policy } => {
+            let policy = policy.unwrap_or_else(|| svc.opts.default_policy.clone());
+            let info = log.create_stream(&stream, policy).await?;
+            AdminResponse::Stream { info }
+        }
+        AdminRequest::DescribeStream { stream } => AdminResponse::Stream {
+            info: describe(svc, &stream).await?,
+        },
+        AdminRequest::ListStreams { namespace } => AdminResponse::Streams {
+            streams: log.list_streams(namespace.as_deref()).await?,
+        },
+        AdminRequest::DeleteStream { stream } => {
+            if let Some(w) = svc.ownership.local_writer(&stream) {
+                svc.ownership.drop_writer(&stream, w.epoch()).await;
+            }
+            log.delete_stream(&stream).await?;
+            info!(stream = %stream, "stream deleted by request");
+            AdminResponse::Done
+        }
+        AdminRequest::UpdatePolicy { stream, policy } => {
+            log.update_policy(&stream, policy).await?;
+            AdminResponse::Stream {
+                info: describe(svc, &stream).await?,
+            }
+        }
+        AdminRequest::Truncate { stream, offset } => AdminResponse::Truncated {
+            start_offset: log.truncate(&stream, offset).await?,
+        },
+        AdminRequest::CommitSubscription {
+            stream,
+            subscription,
+            offset,
+            force,
+        } => {
+            log.commit_subscription(&stream, &subscription, offset, force)
+                .await?;
+            AdminResponse::Done
+        }
+        AdminRequest::FetchSubscription {
+            stream,
+            subscription,
+        } => AdminResponse::Subscription {
+            offset: log.fetch_subscription(&stream, &subscription).await?,
+        },
+        AdminRequest::EndStream { stream } => {
+            let w = match svc.ownership.writer(&stream).await {
+                Ok(w) => w,
+                Err(NotMine::Log(e)) => return Err(e),
+                Err(NotMine::Owner(owner)) => {
+                    return Err(LogError::Unavailable(format!(
+                        "{stream} is owned by {}; end it there",
+                        owner.unwrap_or_else(|| "another node".into())
+                    )));
+                }
+            };
+            let end = w.end_stream().await?;
+            svc.ownership.drop_writer(&stream, w.epoch()).await;
+            AdminResponse::Ended { end_offset: end }
+        }
+    })
+}
+
+/// A stream's description, with the owner and, on the owner, the acknowledged end.
+pub async fn describe(
+    svc: &Service,
+    stream: &dlog_api::StreamName,
+) -> Result<dlog_api::stream::StreamInfo, LogError> {
+    let mut info = svc.log.describe(stream).await?;
+    info.owner = svc.ownership.owner(stream).await?.map(|o| o.address);
+    if let Some(w) = svc.ownership.local_writer(stream) {
+        info.end_offset = info.end_offset.max(*w.acked_end().borrow());
+    }
+    Ok(info)
+}

@@ -1,0 +1,105 @@
+//! The log service: what a `dlogd server` (or `dlogd standalone`) node runs.
+//!
+//! - [`conn`]: the client protocol on TCP — handshake, pipelined requests, back-pressure.
+//! - [`ownership`]: which node writes which stream, redirects, takeover after a node dies.
+//! - [`admin`]: administrative operations, shared by the client protocol and the HTTP API.
+//!
+//! [`Service`] holds what every connection and HTTP handler shares.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dlog_api::stream::StreamPolicy;
+use dlog_ledger::registry::list_bookies;
+use dlog_log::{Log, WriterOptions};
+
+use crate::metrics::{Gauges, Metrics};
+
+pub mod admin;
+pub mod conn;
+pub mod ownership;
+
+pub use ownership::Ownership;
+
+/// Settings of a service node.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// This node's name in ownership records and logs.
+    pub node: String,
+    /// The client address other nodes redirect clients to.
+    pub advertise: String,
+    /// How long a dead node's streams stay owned before another node may take them.
+    pub ownership_ttl: Duration,
+    /// The policy of streams created without one.
+    pub default_policy: StreamPolicy,
+    pub writer: WriterOptions,
+    /// Request bytes a connection may have in flight before the node stops reading from it.
+    pub max_inflight_bytes_per_connection: usize,
+    /// The largest frame accepted.
+    pub max_frame_len: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        ServiceOptions {
+            node: "dlog-1".into(),
+            advertise: "127.0.0.1:7070".into(),
+            ownership_ttl: Duration::from_secs(10),
+            default_policy: StreamPolicy::default(),
+            writer: WriterOptions::default(),
+            max_inflight_bytes_per_connection: 64 << 20,
+            max_frame_len: dlog_api::wire::DEFAULT_MAX_FRAME_LEN,
+        }
+    }
+}
+
+/// A service node's shared state.
+#[derive(Debug)]
+pub struct Service {
+    pub log: Log,
+    pub opts: ServiceOptions,
+    pub ownership: Ownership,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Service {
+    pub fn new(log: Log, opts: ServiceOptions) -> Arc<Service> {
+        let metrics = Arc::new(Metrics::default());
+        let ownership = Ownership::new(
+            log.clone(),
+            opts.node.clone(),
+            opts.advertise.clone(),
+            opts.ownership_ttl,
+            opts.writer.clone(),
+            metrics.clone(),
+        );
+        Arc::new(Service {
+            log,
+            opts,
+            ownership,
+            metrics,
+        })
+    }
+
+    /// The metrics page: counters plus what the cluster looks like now.
+    pub async fn render_metrics(&self) -> String {
+        let mut g = Gauges {
+            owned_streams: self.ownership.owned() as u64,
+            bookies: Vec::new(),
+        };
+        if let Ok(regs) = list_bookies(&**self.log.store()).await {
+            g.bookies = regs
+                .into_iter()
+                .map(|r| {
+                    (
+                        r.id.to_string(),
+                        format!("{:?}", r.state).to_lowercase(),
+                        r.disk_used,
+                        r.disk_total,
+                    )
+                })
+                .collect();
+        }
+        self.metrics.render(&g)
+    }
+}
