@@ -35,7 +35,7 @@ pub struct ServerArgs {
 #[derive(Debug, Clone, clap::Args)]
 pub struct StandaloneArgs {
     /// Where everything lives: `metadata/` and `bookies/bookie-N/`. Kept across restarts.
-    #[arg(long, default_value = "dlog-data")]
+    #[arg(long, env = "DLOG_DATA_DIR", default_value = "dlog-data")]
     pub data_dir: PathBuf,
     /// Bookies to run in this process (streams default to min(3, N) copies, acknowledged by
     /// min(2, N)).
