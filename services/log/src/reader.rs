@@ -21,6 +21,9 @@ use crate::streams::Log;
 
 /// How often a reader waiting at the end of a stream without an open segment looks again.
 const POLL: Duration = Duration::from_millis(20);
+/// Longest single LAC long-poll: then the reader looks whether the segment was sealed meanwhile
+/// (a new writer took over and writes elsewhere).
+const LAC_POLL: Duration = Duration::from_millis(250);
 
 /// Records read from a stream.
 #[derive(Debug, Clone, Default)]
@@ -62,6 +65,10 @@ pub struct StreamReader {
     next: Option<(u64, EntryId, u64)>,
     /// The end offset of the last entry seen at the LAC: (ledger, entry, end).
     lac_end: Option<(u64, EntryId, u64)>,
+    /// An entry read but not returned (it would have made an answer too large).
+    peeked: Option<(u64, EntryId, StreamEntry)>,
+    /// The stream's end as of the state loaded (computed when first needed).
+    stream_end: Option<u64>,
 }
 
 impl StreamReader {
@@ -73,6 +80,8 @@ impl StreamReader {
             ledger: None,
             next: None,
             lac_end: None,
+            peeked: None,
+            stream_end: None,
         }
     }
 
@@ -83,6 +92,7 @@ impl StreamReader {
     async fn state(&mut self, reload: bool) -> Result<&StreamState, LogError> {
         if reload || self.state.is_none() {
             self.state = Some(self.log.load(&self.name).await?);
+            self.stream_end = None;
         }
         Ok(self.state.as_ref().expect("loaded above"))
     }
@@ -122,15 +132,19 @@ impl StreamReader {
                 .map(|(s, _)| s.clone());
             match seg {
                 Some(seg) if seg.state == SegmentState::Open || offset < seg.end_offset => {
-                    let b = self.read_segment(&seg, offset, max_bytes, start).await?;
+                    let mut b = self.read_segment(&seg, offset, max_bytes, start).await?;
                     if b.count > 0 {
+                        if seg.state == SegmentState::Sealed {
+                            // More segments follow: report the stream's end, not this one's.
+                            b.end_offset = b.end_offset.max(self.stream_end().await?);
+                        }
                         return Ok(b);
                     }
                     // At the LAC of the open segment (or an empty sealed one): wait for more,
                     // or for the segment to be sealed and the next one opened.
                     let left = deadline.saturating_duration_since(Instant::now());
                     if seg.state == SegmentState::Open && !left.is_zero() {
-                        let moved = self.wait_lac(&seg, left).await?;
+                        let moved = self.wait_lac(&seg, left.min(LAC_POLL)).await?;
                         if !moved {
                             self.state(true).await?;
                         }
@@ -176,6 +190,17 @@ impl StreamReader {
         }
     }
 
+    /// The stream's end offset as of the loaded state.
+    async fn stream_end(&mut self) -> Result<u64, LogError> {
+        if let Some(e) = self.stream_end {
+            return Ok(e);
+        }
+        let state = self.state.as_ref().expect("loaded by read");
+        let e = self.log.end_offset(state).await?;
+        self.stream_end = Some(e);
+        Ok(e)
+    }
+
     /// A reader for the segment's ledger, reopened when the segment was sealed since.
     async fn ledger_reader(&mut self, seg: &SegmentRecord) -> Result<&mut LedgerReader, LogError> {
         let sealed = seg.state == SegmentState::Sealed;
@@ -204,6 +229,8 @@ impl StreamReader {
             .next
             .filter(|(l, _, first)| *l == ledger && *first == offset)
             .map(|(_, e, _)| e);
+        let mut peeked = self.peeked.take();
+        let mut stash = None;
         let reader = self.ledger_reader(seg).await?;
         let Some(last) = reader.readable_end() else {
             return Ok(ReadBatch::empty(offset, seg.first_offset, start));
@@ -218,10 +245,21 @@ impl StreamReader {
         let mut b = ReadBatch::empty(offset, offset, start);
         let mut bytes = 0;
         let mut e = first_entry;
-        while e <= last && (bytes == 0 || bytes < max_bytes) {
-            let entry = reader.read(e).await?;
-            bytes += entry.payload.len();
-            let se = decode(ledger, e, entry.payload)?;
+        while e <= last && bytes < max_bytes {
+            let se = match peeked.take() {
+                Some((l, pe, se)) if l == ledger && pe == e => se,
+                _ => {
+                    let entry = reader.read(e).await?;
+                    decode(ledger, e, entry.payload)?
+                }
+            };
+            let len = se.encoded_len();
+            if bytes > 0 && bytes + len > max_bytes {
+                // Keep the answer within its size; this entry starts the next one.
+                stash = Some((ledger, e, se));
+                break;
+            }
+            bytes += len;
             if b.sets.is_empty() {
                 b.first_offset = se.first_offset;
             }
@@ -230,6 +268,7 @@ impl StreamReader {
             b.sets.extend(se.sets.into_iter().map(|s| s.records));
             e = e.next();
         }
+        self.peeked = stash;
         if b.count > 0 {
             self.next = Some((ledger, e, b.end_offset));
         }

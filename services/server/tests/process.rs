@@ -436,3 +436,5 @@ fn bench_contract(bench: &str) {
 /// Bookie processes in a cluster on a real etcd, with writer processes and faults.
 #[path = "process/cluster.rs"]
 mod cluster;
+#[path = "process/streams.rs"]
+mod streams;

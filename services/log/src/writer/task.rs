@@ -230,6 +230,12 @@ impl Task {
                 },
             );
         }
+        // An entry stays within max_entry_bytes unless one batch alone is larger.
+        if self.packing.bytes > 0
+            && self.packing.bytes + b.records.len() > self.opts.max_entry_bytes
+        {
+            self.seal_packing();
+        }
         self.max_ts = self.max_ts.max(b.max_timestamp_ms);
         self.max_txid = b.max_txid.or(self.max_txid);
         let p = &mut self.packing;

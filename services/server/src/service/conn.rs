@@ -38,6 +38,9 @@ use super::Service;
 use super::admin;
 use super::ownership::NotMine;
 
+/// How long a read below the owner's acknowledged end may wait for the LAC to reach it.
+const OWN_WRITES_WAIT: Duration = Duration::from_secs(2);
+
 /// How long a closing connection may take to deliver its last answers.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -310,12 +313,31 @@ async fn read(
         .remove(&r.stream)
         .unwrap_or_else(|| StreamReader::new(svc.log.clone(), r.stream.clone()));
     let wait = Duration::from_millis(u64::from(r.wait_ms.min(MAX_READ_WAIT_MS)));
-    // A read may overshoot `max_bytes` by one entry: leave room for it in the frame.
-    let room = svc
-        .opts
-        .max_frame_len
-        .saturating_sub(svc.opts.writer.max_entry_bytes + (64 << 10));
-    let max_bytes = (r.max_bytes as usize).clamp(1, room.max(1));
+    // An answer holds at most `max_bytes`, or one entry if that alone is larger (at most the
+    // ledger's 4 MiB entry limit): 1 MiB below the frame limit leaves room for either.
+    let room = svc.opts.max_frame_len.saturating_sub(1 << 20).max(64 << 10);
+    let max_bytes = (r.max_bytes as usize).clamp(1, room);
+    // The owner knows the acknowledged end exactly: past it is out of range, and below it the
+    // read waits for the bookies' LAC to catch up (the writer publishes it within
+    // milliseconds), so that a client reads its own acknowledged appends. Elsewhere the LAC
+    // may lag the acknowledgements, and a read there just waits.
+    let mut wait = wait;
+    if let Some(w) = svc.ownership.local_writer(&r.stream) {
+        let end = *w.acked_end().borrow();
+        if r.offset.0 < end {
+            wait = wait.max(OWN_WRITES_WAIT);
+        }
+        if r.offset.0 > end {
+            readers.lock().insert(r.stream.clone(), reader);
+            svc.metrics.read_errors.inc();
+            let e = LogError::OffsetOutOfRange {
+                offset: r.offset.0,
+                start: 0,
+                end,
+            };
+            return Err(error_of(&e));
+        }
+    }
     let result = reader.read(r.offset.0, max_bytes, wait).await;
     readers.lock().insert(r.stream.clone(), reader);
     let m = &svc.metrics;

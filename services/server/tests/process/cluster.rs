@@ -115,16 +115,16 @@ async fn bookie_processes_form_a_cluster_through_etcd() {
 }
 
 /// A cluster of `dlogd bookie` processes registered in a real etcd.
-struct ProcCluster {
-    dir: tempfile::TempDir,
+pub(super) struct ProcCluster {
+    pub(super) dir: tempfile::TempDir,
     _etcd: dlog_metadata::testing::Etcd,
-    url: String,
+    pub(super) url: String,
     store: std::sync::Arc<dyn dlog_metadata::MetadataStore>,
     nodes: Vec<Option<Dlogd>>,
 }
 
 impl ProcCluster {
-    async fn start(n: usize) -> ProcCluster {
+    pub(super) async fn start(n: usize) -> ProcCluster {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("etcd")).unwrap();
         let etcd = dlog_metadata::testing::Etcd::start(&dir.path().join("etcd"));
@@ -179,7 +179,7 @@ impl ProcCluster {
     }
 
     /// Kills every bookie still running.
-    fn stop(self) {
+    pub(super) fn stop(self) {
         for n in self.nodes.into_iter().flatten() {
             n.kill9();
         }
