@@ -115,13 +115,11 @@ pub fn check(history: &[Event], log: &FinalLog) -> Result<Summary, Vec<Violation
         }
     }
     // C6: dense from the start.
-    let mut expect = log.start_offset;
-    for o in at.keys() {
+    for (expect, o) in (log.start_offset..).zip(at.keys()) {
         if *o != expect {
             bad("C6", format!("the final log jumps from {expect} to {o}"));
             break;
         }
-        expect += 1;
     }
 
     // Appends.

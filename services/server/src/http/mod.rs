@@ -62,15 +62,53 @@ pub fn app(svc: Arc<Service>) -> Router {
 
 type Svc = State<Arc<Service>>;
 
-fn api_error(status: StatusCode, code: ErrorCode, message: String) -> Response {
-    let body = json!({"error": {
-        "code": code as u16,
-        "kind": kind_name(code.kind()),
-        "name": code.as_str(),
-        "message": message,
-    }});
-    (status, axum::Json(body)).into_response()
+/// An error answer: an HTTP status and the protocol's error code and message.
+#[derive(Debug)]
+struct ApiError {
+    status: StatusCode,
+    code: ErrorCode,
+    message: String,
 }
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({"error": {
+            "code": self.code as u16,
+            "kind": kind_name(self.code.kind()),
+            "name": self.code.as_str(),
+            "message": self.message,
+        }});
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        let status = match &e {
+            LogError::StreamExists(_) | LogError::Conflict(_) | LogError::Fenced(_) => {
+                StatusCode::CONFLICT
+            }
+            _ => match e.kind() {
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Invalid => StatusCode::BAD_REQUEST,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                ErrorKind::Fenced => StatusCode::CONFLICT,
+                ErrorKind::Corrupt | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        };
+        api_error(status, e.code(), e.to_string())
+    }
+}
+
+fn api_error(status: StatusCode, code: ErrorCode, message: String) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message,
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
 
 fn kind_name(k: ErrorKind) -> &'static str {
     match k {
@@ -83,32 +121,16 @@ fn kind_name(k: ErrorKind) -> &'static str {
     }
 }
 
-fn log_error(e: LogError) -> Response {
-    let status = match &e {
-        LogError::StreamExists(_) | LogError::Conflict(_) | LogError::Fenced(_) => {
-            StatusCode::CONFLICT
-        }
-        _ => match e.kind() {
-            ErrorKind::NotFound => StatusCode::NOT_FOUND,
-            ErrorKind::Invalid => StatusCode::BAD_REQUEST,
-            ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-            ErrorKind::Fenced => StatusCode::CONFLICT,
-            ErrorKind::Corrupt | ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        },
-    };
-    api_error(status, e.code(), e.to_string())
-}
-
-fn bad_request(code: ErrorCode, message: String) -> Response {
+fn bad_request(code: ErrorCode, message: String) -> ApiError {
     api_error(StatusCode::BAD_REQUEST, code, message)
 }
 
-fn stream_name(ns: &str, name: &str) -> Result<StreamName, Response> {
+fn stream_name(ns: &str, name: &str) -> Result<StreamName, ApiError> {
     StreamName::new(ns, name).map_err(|e| bad_request(ErrorCode::InvalidName, e.to_string()))
 }
 
 /// Parses a JSON body; the error names the field at fault (`policy.segment_bytes: …`).
-fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response> {
+fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -121,44 +143,36 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Response>
     })
 }
 
-async fn run(svc: &Service, req: AdminRequest, created: bool) -> Response {
-    match execute(svc, req).await {
-        Ok(r) => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            match r {
-                AdminResponse::Done => StatusCode::NO_CONTENT.into_response(),
-                AdminResponse::Stream { info } => (status, axum::Json(info)).into_response(),
-                other => {
-                    // The protocol's `result` tag says which answer it is; a route knows.
-                    let mut v = serde_json::to_value(other).expect("answers serialize");
-                    if let Some(o) = v.as_object_mut() {
-                        o.remove("result");
-                    }
-                    (status, axum::Json(v)).into_response()
-                }
+async fn run(svc: &Service, req: AdminRequest, created: bool) -> ApiResult {
+    let r = execute(svc, req).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(match r {
+        AdminResponse::Done => StatusCode::NO_CONTENT.into_response(),
+        AdminResponse::Stream { info } => (status, axum::Json(info)).into_response(),
+        other => {
+            // The protocol's `result` tag says which answer it is; a route knows.
+            let mut v = serde_json::to_value(other).expect("answers serialize");
+            if let Some(o) = v.as_object_mut() {
+                o.remove("result");
             }
+            (status, axum::Json(v)).into_response()
         }
-        Err(e) => log_error(e),
-    }
+    })
 }
 
-async fn ready(State(svc): Svc) -> Response {
-    match list_bookies(&**svc.log.store()).await {
-        Ok(b) => (
-            StatusCode::OK,
-            axum::Json(json!({"ready": true, "bookies": b.len()})),
-        )
-            .into_response(),
-        Err(e) => api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ErrorCode::StreamUnavailable,
-            format!("metadata store: {e}"),
-        ),
-    }
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    LogError::Unavailable(e.to_string()).into()
+}
+
+async fn ready(State(svc): Svc) -> ApiResult {
+    let b = list_bookies(&**svc.log.store())
+        .await
+        .map_err(|e| unavailable(format!("metadata store: {e}")))?;
+    Ok(axum::Json(json!({"ready": true, "bookies": b.len()})).into_response())
 }
 
 async fn metrics(State(svc): Svc) -> Response {
@@ -173,21 +187,17 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn cluster(State(svc): Svc) -> Response {
-    let bookies = match list_bookies(&**svc.log.store()).await {
-        Ok(b) => b,
-        Err(e) => return log_error(LogError::Unavailable(e.to_string())),
-    };
-    let streams = match svc.log.list_streams(None).await {
-        Ok(s) => s.len(),
-        Err(e) => return log_error(e),
-    };
+async fn cluster(State(svc): Svc) -> ApiResult {
+    let bookies = list_bookies(&**svc.log.store())
+        .await
+        .map_err(unavailable)?;
+    let streams = svc.log.list_streams(None).await?.len();
     let writable = bookies
         .iter()
         .filter(|b| b.state == dlog_ledger::registry::RegisteredState::Writable)
         .count();
     let healthy = writable >= usize::from(svc.opts.default_policy.ensemble);
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "healthy": healthy,
         "bookies": bookies.len(),
         "writable_bookies": writable,
@@ -195,18 +205,14 @@ async fn cluster(State(svc): Svc) -> Response {
         "node": svc.opts.node,
         "owned_streams": svc.ownership.owned(),
     }))
-    .into_response()
+    .into_response())
 }
 
-async fn namespaces(State(svc): Svc) -> Response {
-    match svc.log.list_streams(None).await {
-        Ok(streams) => {
-            let mut ns: Vec<&str> = streams.iter().map(|s| s.namespace()).collect();
-            ns.dedup();
-            axum::Json(json!({ "namespaces": ns })).into_response()
-        }
-        Err(e) => log_error(e),
-    }
+async fn namespaces(State(svc): Svc) -> ApiResult {
+    let streams = svc.log.list_streams(None).await?;
+    let mut ns: Vec<&str> = streams.iter().map(|s| s.namespace()).collect();
+    ns.dedup();
+    Ok(axum::Json(json!({ "namespaces": ns })).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,7 +220,7 @@ struct ListQuery {
     namespace: Option<String>,
 }
 
-async fn list_streams(State(svc): Svc, Query(q): Query<ListQuery>) -> Response {
+async fn list_streams(State(svc): Svc, Query(q): Query<ListQuery>) -> ApiResult {
     run(
         &svc,
         AdminRequest::ListStreams {
@@ -233,11 +239,8 @@ struct CreateBody {
     policy: Option<StreamPolicy>,
 }
 
-async fn create_stream(State(svc): Svc, body: Bytes) -> Response {
-    let b: CreateBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+async fn create_stream(State(svc): Svc, body: Bytes) -> ApiResult {
+    let b: CreateBody = parse_body(&body)?;
     let req = AdminRequest::CreateStream {
         stream: b.stream,
         policy: b.policy,
@@ -245,33 +248,23 @@ async fn create_stream(State(svc): Svc, body: Bytes) -> Response {
     run(&svc, req, true).await
 }
 
-async fn describe_stream(State(svc): Svc, Path((ns, name)): Path<(String, String)>) -> Response {
-    match stream_name(&ns, &name) {
-        Ok(stream) => run(&svc, AdminRequest::DescribeStream { stream }, false).await,
-        Err(r) => r,
-    }
+async fn describe_stream(State(svc): Svc, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    run(&svc, AdminRequest::DescribeStream { stream }, false).await
 }
 
-async fn delete_stream(State(svc): Svc, Path((ns, name)): Path<(String, String)>) -> Response {
-    match stream_name(&ns, &name) {
-        Ok(stream) => run(&svc, AdminRequest::DeleteStream { stream }, false).await,
-        Err(r) => r,
-    }
+async fn delete_stream(State(svc): Svc, Path((ns, name)): Path<(String, String)>) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    run(&svc, AdminRequest::DeleteStream { stream }, false).await
 }
 
 async fn update_policy(
     State(svc): Svc,
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let stream = match stream_name(&ns, &name) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let policy: StreamPolicy = match parse_body(&body) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    let policy: StreamPolicy = parse_body(&body)?;
     run(&svc, AdminRequest::UpdatePolicy { stream, policy }, false).await
 }
 
@@ -285,15 +278,9 @@ async fn truncate(
     State(svc): Svc,
     Path((ns, name)): Path<(String, String)>,
     body: Bytes,
-) -> Response {
-    let stream = match stream_name(&ns, &name) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let b: TruncateBody = match parse_body(&body) {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
+) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    let b: TruncateBody = parse_body(&body)?;
     run(
         &svc,
         AdminRequest::Truncate {
@@ -305,33 +292,30 @@ async fn truncate(
     .await
 }
 
-async fn bookies(State(svc): Svc) -> Response {
-    match list_bookies(&**svc.log.store()).await {
-        Ok(b) => axum::Json(json!({ "bookies": b })).into_response(),
-        Err(e) => log_error(LogError::Unavailable(e.to_string())),
-    }
+async fn bookies(State(svc): Svc) -> ApiResult {
+    let b = list_bookies(&**svc.log.store())
+        .await
+        .map_err(unavailable)?;
+    Ok(axum::Json(json!({ "bookies": b })).into_response())
 }
 
-async fn decommission_bookie(State(svc): Svc, Path(id): Path<String>) -> Response {
-    let id = match BookieId::new(id) {
-        Ok(id) => id,
-        Err(e) => return bad_request(ErrorCode::InvalidName, e.to_string()),
-    };
-    let known = match list_bookies(&**svc.log.store()).await {
-        Ok(b) => b.iter().any(|r| r.id == id),
-        Err(e) => return log_error(LogError::Unavailable(e.to_string())),
-    };
+async fn decommission_bookie(State(svc): Svc, Path(id): Path<String>) -> ApiResult {
+    let id = BookieId::new(id).map_err(|e| bad_request(ErrorCode::InvalidName, e.to_string()))?;
+    let store = &**svc.log.store();
+    let known = list_bookies(store)
+        .await
+        .map_err(unavailable)?
+        .iter()
+        .any(|r| r.id == id);
     if !known {
-        return api_error(
+        return Err(api_error(
             StatusCode::NOT_FOUND,
             ErrorCode::BadRequest,
             format!("no registered bookie {id}"),
-        );
+        ));
     }
-    match decommission(&**svc.log.store(), &id).await {
-        Ok(()) => axum::Json(json!({"bookie": id, "state": "decommissioning"})).into_response(),
-        Err(e) => log_error(LogError::Unavailable(e.to_string())),
-    }
+    decommission(store, &id).await.map_err(unavailable)?;
+    Ok(axum::Json(json!({"bookie": id, "state": "decommissioning"})).into_response())
 }
 
 /// The OpenAPI description of the routes above.
