@@ -76,6 +76,8 @@ pub struct Metrics {
     /// Bytes read, by tier (only bookies so far).
     pub read_bytes_bookies: Counter,
     pub read_errors: Counter,
+    pub read_latency: Histogram,
+    pub retained_segments: Counter,
     pub ownership_changes: Counter,
     pub redirects: Counter,
     pub connections: Counter,
@@ -158,6 +160,17 @@ impl Metrics {
             "dlog_read_errors_total",
             "Read requests that failed.",
             self.read_errors.get(),
+        );
+        self.read_latency.render(
+            &mut o,
+            "dlog_read_latency_seconds",
+            "From a read request's arrival to its answer (long-poll waits included).",
+        );
+        counter(
+            &mut o,
+            "dlog_retention_deleted_segments_total",
+            "Segments deleted by retention.",
+            self.retained_segments.get(),
         );
         counter(
             &mut o,

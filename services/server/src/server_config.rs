@@ -9,6 +9,7 @@
 //! advertise = "10.0.1.5:7070"             # required when listen is a wildcard address
 //! http_listen = "0.0.0.0:7080"            # control plane
 //! ownership_ttl = "10s"
+//! retention_interval = "1m"               # how often retention policies are applied
 //! max_inflight_bytes_per_connection = 67108864
 //!
 //! [default_policy]                         # streams created without a policy
@@ -47,6 +48,8 @@ struct RawConfig {
     #[serde(default, with = "humantime_serde")]
     ownership_ttl: Option<Duration>,
     max_inflight_bytes_per_connection: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    retention_interval: Option<Duration>,
     default_policy: Option<StreamPolicy>,
     #[serde(default)]
     writer: RawWriter,
@@ -150,6 +153,12 @@ impl ServerConfig {
         if inflight < 1 << 20 {
             bail!("max_inflight_bytes_per_connection: must be at least 1 MiB");
         }
+        let retention_interval = raw
+            .retention_interval
+            .unwrap_or(defaults.retention_interval);
+        if retention_interval < Duration::from_millis(100) {
+            bail!("retention_interval: must be at least 100ms");
+        }
         let timeout = raw
             .ledger
             .request_timeout
@@ -168,6 +177,7 @@ impl ServerConfig {
                 default_policy,
                 writer,
                 max_inflight_bytes_per_connection: inflight,
+                retention_interval,
                 ..defaults
             },
             ledger_request_timeout: timeout,

@@ -47,6 +47,9 @@ pub struct StandaloneArgs {
     /// Control plane (HTTP) address.
     #[arg(long, default_value = "127.0.0.1:7080")]
     pub http_listen: String,
+    /// How often stream retention policies are applied.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub retention_interval: Duration,
 }
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
@@ -97,6 +100,7 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         advertise: args.listen.clone(),
         // One process: a restart is the only way ownership moves, and it reclaims its own.
         ownership_ttl: Duration::from_secs(5),
+        retention_interval: args.retention_interval,
         default_policy: StreamPolicy {
             ensemble: n.min(3),
             write_quorum: n.min(3),
@@ -195,6 +199,7 @@ impl Node {
             client,
             stop.clone(),
         )));
+        tasks.push(tokio::spawn(service.clone().retention_loop(stop.clone())));
         let app = crate::http::app(service.clone());
         let s = stop.clone();
         tasks.push(tokio::spawn(async move {

@@ -338,7 +338,9 @@ async fn read(
             return Err(error_of(&e));
         }
     }
+    let started = Instant::now();
     let result = reader.read(r.offset.0, max_bytes, wait).await;
+    svc.metrics.read_latency.observe(started.elapsed());
     readers.lock().insert(r.stream.clone(), reader);
     let m = &svc.metrics;
     match result {

@@ -37,6 +37,8 @@ pub struct ServiceOptions {
     pub max_inflight_bytes_per_connection: usize,
     /// The largest frame accepted.
     pub max_frame_len: usize,
+    /// How often the node applies every stream's retention policy.
+    pub retention_interval: Duration,
 }
 
 impl Default for ServiceOptions {
@@ -49,6 +51,7 @@ impl Default for ServiceOptions {
             writer: WriterOptions::default(),
             max_inflight_bytes_per_connection: 64 << 20,
             max_frame_len: dlog_api::wire::DEFAULT_MAX_FRAME_LEN,
+            retention_interval: Duration::from_secs(60),
         }
     }
 }
@@ -79,6 +82,35 @@ impl Service {
             ownership,
             metrics,
         })
+    }
+
+    /// Applies every stream's retention policy every `retention_interval` until `stop`.
+    /// Several nodes may do this at once: each deletion is a compare-and-set, and only the
+    /// node whose commit wins deletes the segments' ledgers.
+    pub async fn retention_loop(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.opts.retention_interval) => {}
+            }
+            let streams = match self.log.list_streams(None).await {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention: list streams");
+                    continue;
+                }
+            };
+            for s in streams {
+                match self.log.enforce_retention(&s).await {
+                    Ok(gone) if !gone.is_empty() => {
+                        self.metrics.retained_segments.add(gone.len() as u64);
+                        tracing::info!(stream = %s, segments = gone.len(), "retention deleted segments");
+                    }
+                    Ok(_) | Err(dlog_log::LogError::Conflict(_)) => {}
+                    Err(e) => tracing::warn!(stream = %s, error = %e, "retention"),
+                }
+            }
+        }
     }
 
     /// The metrics page: counters plus what the cluster looks like now.

@@ -59,6 +59,7 @@ impl Standalone {
             .args(["standalone", "--data-dir"])
             .arg(data)
             .args(["--listen", &addr, "--http-listen", &http])
+            .args(["--retention-interval", "200ms"])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
@@ -97,6 +98,10 @@ impl Standalone {
 
     /// SIGTERM and wait for a clean exit.
     fn stop(mut self) {
+        self.terminate();
+    }
+
+    fn terminate(&mut self) {
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -117,12 +122,6 @@ impl Standalone {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-
-    fn restart(self) -> Standalone {
-        let (data, port, http) = (self.data.clone(), self.port(), self.http_port());
-        self.stop();
-        Standalone::start_on(&data, port, http)
     }
 }
 
@@ -164,8 +163,35 @@ async fn read_all(client: &Client, s: &StreamName, start: StartAt) -> Vec<(u64, 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standalone_through_the_sdk() {
     let dir = tempfile::tempdir().unwrap();
-    let sa = Standalone::start(&dir.path().join("data"));
-    let client = Client::connect(&sa.addr).await.unwrap();
+    let mut sa = Standalone::start(&dir.path().join("data"));
+    exercise(&mut sa).await;
+    sa.stop();
+}
+
+/// A deployment the end-to-end exercise runs against.
+trait Deployment {
+    /// A client address.
+    fn addr(&self) -> String;
+    /// Stops every service process cleanly and starts it again on the same addresses and data.
+    fn restart(&mut self);
+}
+
+impl Deployment for Standalone {
+    fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn restart(&mut self) {
+        let (data, port, http) = (self.data.clone(), self.port(), self.http_port());
+        self.terminate();
+        *self = Standalone::start_on(&data, port, http);
+    }
+}
+
+/// Append and read back across segment rolls, seeks, tail latency, truncation, retention and
+/// a restart, through the SDK.
+async fn exercise(d: &mut dyn Deployment) {
+    let client = Client::connect(&d.addr()).await.unwrap();
     let admin = client.admin();
     let s: StreamName = "e2e/sdk".parse().unwrap();
     admin
@@ -248,16 +274,40 @@ async fn standalone_through_the_sdk() {
     let rest = read_all(&client, &s, StartAt::Beginning).await;
     assert_eq!(rest.first().map(|x| x.0), Some(cut));
 
+    // Retention by age: sealed segments older than a second go (the nodes apply retention
+    // every 200 ms in these tests).
+    let r: StreamName = "e2e/retained".parse().unwrap();
+    let policy = StreamPolicy {
+        retention_age_ms: Some(1000),
+        ..small_segments()
+    };
+    admin.create_stream(&r, Some(policy)).await.unwrap();
+    let rw = client.writer(&r, WriterOptions::default());
+    for i in 0..2500 {
+        drop(rw.append(record(i, 1024)).await);
+    }
+    rw.flush().await.unwrap();
+    let t = Instant::now();
+    let start = loop {
+        let info = admin.describe_stream(&r).await.unwrap();
+        if info.start_offset > 0 || t.elapsed() > Duration::from_secs(20) {
+            break info.start_offset;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(start > 0, "retention deleted nothing");
+    let kept = read_all(&client, &r, StartAt::Beginning).await;
+    assert_eq!(kept.first().map(|x| x.0), Some(start));
+    assert_eq!(kept.last().map(|x| x.0), Some(2499));
+
     // Restart: everything is still there, and appends go on at the next offset.
-    drop((w, client));
-    let sa = sa.restart();
-    let client = Client::connect(&sa.addr).await.unwrap();
+    drop((w, rw, client));
+    d.restart();
+    let client = Client::connect(&d.addr()).await.unwrap();
     let after = read_all(&client, &s, StartAt::Beginning).await;
     assert_eq!(after, rest);
     let w = client.writer(&s, WriterOptions::default());
     assert_eq!(w.append(record(3001, 10)).await.await.unwrap().0, 3001);
-    drop((w, client));
-    sa.stop();
 }
 
 /// Runs `dlog` with `args` and `stdin`; returns (exit code, stdout, stderr).
@@ -468,6 +518,7 @@ fn statuses(mut b: &[u8]) -> Vec<u16> {
 struct ServerProc {
     child: Option<Child>,
     addr: String,
+    cfg: PathBuf,
 }
 
 impl ServerProc {
@@ -480,6 +531,7 @@ impl ServerProc {
             format!(
                 "node = \"{name}\"\nmetadata = \"{metadata}\"\nlisten = \"{addr}\"\n\
                  http_listen = \"127.0.0.1:{}\"\nownership_ttl = \"2s\"\n\
+                 retention_interval = \"200ms\"\n\
                  [ledger]\nrequest_timeout = \"3s\"\n",
                 free_port()
             ),
@@ -495,21 +547,55 @@ impl ServerProc {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        let mut p = ServerProc {
+            child: None,
+            addr,
+            cfg,
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
         let child = Command::new(DLOGD)
             .args(["server", "--config"])
-            .arg(&cfg)
+            .arg(&self.cfg)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
+        self.child = Some(child);
         let t = Instant::now();
-        while TcpStream::connect(&addr).is_err() {
+        while TcpStream::connect(&self.addr).is_err() {
             assert!(t.elapsed() < Duration::from_secs(30), "server not ready");
             std::thread::sleep(Duration::from_millis(10));
         }
-        ServerProc {
-            child: Some(child),
-            addr,
+    }
+
+    /// SIGTERM: the node seals its streams and gives up their ownership, then exits 0.
+    fn terminate(&mut self) {
+        let Some(mut c) = self.child.take() else {
+            return;
+        };
+        let pid = c.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let t = Instant::now();
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                assert!(s.success(), "dlogd server exited with {s}");
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "dlogd server did not stop"
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -525,6 +611,41 @@ impl Drop for ServerProc {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// Two service nodes over three bookie processes and a real etcd.
+struct ClusterDeployment {
+    servers: Vec<ServerProc>,
+}
+
+impl Deployment for ClusterDeployment {
+    fn addr(&self) -> String {
+        self.servers[1].addr.clone()
+    }
+
+    fn restart(&mut self) {
+        for s in &mut self.servers {
+            s.terminate();
+        }
+        for s in &mut self.servers {
+            s.spawn();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_through_the_sdk() {
+    let cluster = super::cluster::ProcCluster::start(3).await;
+    let dir = cluster.dir.path().to_path_buf();
+    let mut d = ClusterDeployment {
+        servers: vec![
+            ServerProc::start(&dir, "svc-a", &cluster.url),
+            ServerProc::start(&dir, "svc-b", &cluster.url),
+        ],
+    };
+    exercise(&mut d).await;
+    drop(d);
+    cluster.stop();
 }
 
 /// Three bookies and two service nodes on a real etcd; an idempotent writer appends through
