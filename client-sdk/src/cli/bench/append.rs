@@ -18,7 +18,7 @@ use crate::{AppendFuture, Client, WriterOptions};
 #[derive(Debug, Args)]
 pub struct AppendBenchArgs {
     /// The stream to append to (created if missing).
-    #[arg(long)]
+    #[arg(long, default_value = "bench/append")]
     pub stream: StreamName,
     /// Payload bytes per record.
     #[arg(long, default_value = "1024", value_parser = parse_bytes)]

@@ -17,7 +17,7 @@ use crate::{AppendFuture, Client, ReaderOptions, StartAt, WriterOptions};
 #[derive(Debug, Args)]
 pub struct CatchupBenchArgs {
     /// The stream to write and read back (created if missing).
-    #[arg(long)]
+    #[arg(long, default_value = "bench/catchup")]
     pub stream: StreamName,
     /// How much payload to write and read (e.g. 1GiB).
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]

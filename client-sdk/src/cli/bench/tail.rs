@@ -32,7 +32,7 @@ const DRAIN: Duration = Duration::from_secs(10);
 #[derive(Debug, Args)]
 pub struct TailBenchArgs {
     /// The stream to write and follow (created if missing).
-    #[arg(long)]
+    #[arg(long, default_value = "bench/tail")]
     pub stream: StreamName,
     /// Records per second the writer appends.
     #[arg(long, default_value_t = 5000.0)]
