@@ -86,9 +86,18 @@ pub(super) async fn acquire(
         }
     };
     // 3. Open a new segment (and seal the old one) in one commit.
-    let seg = switch_segment(log, &mut state, epoch, sealed, &dedup, end, Next::Open)
-        .await?
-        .expect("Next::Open opens a segment");
+    let seg = switch_segment(
+        log,
+        &mut state,
+        epoch,
+        sealed,
+        &dedup,
+        end,
+        Next::Open,
+        None,
+    )
+    .await?
+    .expect("Next::Open opens a segment");
     info!(stream = %name, epoch, segment = seg.seq, start = end, "writer acquired the stream");
     Ok(Task::new(
         log.clone(),
@@ -158,8 +167,8 @@ async fn recover_segment(
 }
 
 /// Seals the open segment of `state` at `sealed` (if any) and, as `next` says, opens the next
-/// one on a new ledger or ends the stream — in one commit guarded by the stream record's
-/// version. A lost compare-and-set because of a newer epoch is `Fenced`; one because of an
+/// one on a new ledger (`spare` if given, created ahead of time) or ends the stream — in one
+/// commit guarded by the stream record's version. A lost compare-and-set because of a newer epoch is `Fenced`; one because of an
 /// admin change (policy, truncation) is retried on the fresh state.
 pub(super) async fn switch_segment(
     log: &Log,
@@ -169,14 +178,21 @@ pub(super) async fn switch_segment(
     dedup: &DedupTable,
     start: u64,
     next: Next,
+    mut spare: Option<LedgerWriter>,
 ) -> Result<Option<Segment>, LogError> {
+    if next != Next::Open
+        && let Some(l) = spare.take()
+    {
+        discard(log, l).await;
+    }
     for _ in 0..5 {
-        let ledger = match next {
-            Next::Open => {
+        let ledger = match (next, spare.take()) {
+            (Next::Open, Some(l)) => Some(l),
+            (Next::Open, None) => {
                 let q = quorum(&state.record.policy)?;
                 Some(log.ledgers.create(q, Epoch(epoch)).await?)
             }
-            Next::None | Next::EndStream => None,
+            (Next::None | Next::EndStream, _) => None,
         };
         let now = log.now_ms();
         let mut ops = Vec::new();
@@ -269,7 +285,17 @@ pub(super) async fn switch_segment(
     )))
 }
 
-async fn discard(log: &Log, ledger: LedgerWriter) {
+/// Creates a ledger for the stream's next segment, ahead of the roll that will need it.
+pub(super) async fn spare_ledger(
+    log: &Log,
+    policy: &dlog_api::stream::StreamPolicy,
+    epoch: u64,
+) -> Result<LedgerWriter, LogError> {
+    Ok(log.ledgers.create(quorum(policy)?, Epoch(epoch)).await?)
+}
+
+/// Deletes a ledger no segment refers to.
+pub(super) async fn discard(log: &Log, ledger: LedgerWriter) {
     let id = ledger.id();
     drop(ledger);
     if let Err(e) = log.ledgers.delete(id).await {

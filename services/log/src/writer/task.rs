@@ -12,7 +12,7 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::acquire::{Next, SealedEnd, recover_ledger, switch_segment};
+use super::acquire::{Next, SealedEnd, discard, recover_ledger, spare_ledger, switch_segment};
 use super::{AppendBatch, Appended, Msg, Reply, WriterOptions};
 use crate::dedup::{DedupTable, Verdict};
 use crate::entry::{EntrySet, MAX_SETS, StreamEntry};
@@ -78,6 +78,9 @@ pub(super) struct Task {
     pending_bytes: usize,
     pub(super) acked: watch::Sender<u64>,
     packing: Packing,
+    /// The next segment's ledger, created while this one fills, so that a roll costs one
+    /// metadata commit rather than a ledger creation too.
+    spare: Option<tokio::task::JoinHandle<Result<LedgerWriter, LogError>>>,
 }
 
 impl Task {
@@ -112,11 +115,13 @@ impl Task {
             pending_bytes: 0,
             acked: watch::Sender::new(end),
             packing: Packing::default(),
+            spare: None,
         }
     }
 
     pub(super) async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut buf = Vec::with_capacity(256);
+        self.prepare_spare();
         loop {
             let room = self.pending_bytes < self.opts.max_pending_bytes;
             let age_due = self.age_deadline();
@@ -382,11 +387,45 @@ impl Task {
         self.switch(sealed, next).await
     }
 
+    /// Starts creating the next segment's ledger in the background.
+    fn prepare_spare(&mut self) {
+        if self.spare.is_none() {
+            let (log, policy, epoch) = (self.log.clone(), self.policy.clone(), self.epoch);
+            self.spare = Some(tokio::spawn(async move {
+                spare_ledger(&log, &policy, epoch).await
+            }));
+        }
+    }
+
+    /// The spare ledger, if it was created (otherwise the switch creates one).
+    async fn take_spare(&mut self) -> Option<LedgerWriter> {
+        match self.spare.take()?.await {
+            Ok(Ok(l)) => Some(l),
+            Ok(Err(e)) => {
+                warn!(stream = %self.name, error = %e, "create the next segment's ledger");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
     async fn switch(&mut self, sealed: SealedEnd, next: Next) -> Result<u64, LogError> {
-        let mut state = self.log.load(&self.name).await?;
+        let spare = self.take_spare().await;
+        let mut state = match self.log.load(&self.name).await {
+            Ok(s) => s,
+            Err(e) => {
+                if let Some(l) = spare {
+                    discard(&self.log, l).await;
+                }
+                return Err(e);
+            }
+        };
         if state.record.epoch != self.epoch
             || state.open_segment().map(|(s, _)| s.seq) != Some(self.seg.seq)
         {
+            if let Some(l) = spare {
+                discard(&self.log, l).await;
+            }
             return Err(LogError::Fenced(format!(
                 "{} was taken over at epoch {}",
                 self.name, state.record.epoch
@@ -401,6 +440,7 @@ impl Task {
             &self.dedup,
             end,
             next,
+            spare,
         )
         .await?;
         self.policy = state.record.policy.clone();
@@ -413,6 +453,7 @@ impl Task {
         );
         if let Some(seg) = seg {
             self.seg = seg;
+            self.prepare_spare();
         }
         Ok(end)
     }
@@ -504,6 +545,14 @@ impl Task {
         replies.extend(self.dup_waiters.drain(..).map(|(r, _)| r));
         for r in replies {
             let _ = r.send(Err(e.clone()));
+        }
+        if let Some(h) = self.spare.take() {
+            let log = self.log.clone();
+            tokio::spawn(async move {
+                if let Ok(Ok(l)) = h.await {
+                    discard(&log, l).await;
+                }
+            });
         }
         warn!(stream = %self.name, epoch = self.epoch, error = %e, "stream writer stopped");
     }
