@@ -57,6 +57,9 @@ impl LocalBookie {
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(bookie.clone(), listener, stop.clone()));
         let id = bookie.cookie().bookie_id.clone();
+        // State and disk usage as of start-up (a `dlogd bookie` process republishes them as
+        // they change; in-process bookies report them once).
+        let info = bookie.info();
         let registration = Registration::register(
             store,
             BookieRegistration {
@@ -64,9 +67,9 @@ impl LocalBookie {
                 address: addr.clone(),
                 zone: String::new(),
                 instance_id: bookie.cookie().instance_id,
-                state: RegisteredState::Writable,
-                disk_total: 0,
-                disk_used: 0,
+                state: RegisteredState::from(info.state),
+                disk_total: info.disk_total,
+                disk_used: info.disk_used,
             },
             Duration::from_secs(30),
         )
@@ -99,8 +102,8 @@ impl LocalBookie {
     }
 }
 
-/// `n` local bookies in `dir/bookie-I` folders, with settings for a laptop: small journal
-/// files, so that an empty data dir starts in milliseconds.
+/// `n` local bookies in `dir/bookie-I` folders, with the bookie's default settings adjusted
+/// by `tune`.
 pub async fn start_bookies(
     store: Arc<dyn MetadataStore>,
     dir: &std::path::Path,
@@ -111,7 +114,6 @@ pub async fn start_bookies(
     for i in 0..n {
         let data: PathBuf = dir.join(format!("bookie-{i}"));
         let mut cfg = BookieConfig::for_dir(data);
-        cfg.journal.file_size = 64 << 20;
         tune(&mut cfg);
         let id = BookieId::new(format!("bookie-{i}")).expect("a valid bookie id");
         out.push(LocalBookie::start(store.clone(), cfg, id, "127.0.0.1:0").await?);

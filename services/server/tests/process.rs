@@ -37,6 +37,14 @@ struct Dlogd {
     addr: String,
 }
 
+impl Drop for Dlogd {
+    /// A test that fails midway must not leave its processes behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Dlogd {
     fn start(data: &Path) -> Dlogd {
         Self::start_with(data, &[])

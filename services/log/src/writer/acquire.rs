@@ -25,6 +25,15 @@ pub(super) struct SealedEnd {
     pub max_txid: Option<u64>,
 }
 
+/// One segment switch: where the open segment ends (if there is one), where the next starts,
+/// what comes next, and the ledger prepared for it.
+pub(super) struct Switch {
+    pub sealed: Option<SealedEnd>,
+    pub start: u64,
+    pub next: Next,
+    pub spare: Option<LedgerWriter>,
+}
+
 /// What a segment switch does besides sealing the open segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Next {
@@ -86,18 +95,15 @@ pub(super) async fn acquire(
         }
     };
     // 3. Open a new segment (and seal the old one) in one commit.
-    let seg = switch_segment(
-        log,
-        &mut state,
-        epoch,
+    let switch = Switch {
         sealed,
-        &dedup,
-        end,
-        Next::Open,
-        None,
-    )
-    .await?
-    .expect("Next::Open opens a segment");
+        start: end,
+        next: Next::Open,
+        spare: None,
+    };
+    let seg = switch_segment(log, &mut state, epoch, &dedup, switch)
+        .await?
+        .expect("Next::Open opens a segment");
     info!(stream = %name, epoch, segment = seg.seq, start = end, "writer acquired the stream");
     Ok(Task::new(
         log.clone(),
@@ -174,12 +180,15 @@ pub(super) async fn switch_segment(
     log: &Log,
     state: &mut StreamState,
     epoch: u64,
-    sealed: Option<SealedEnd>,
     dedup: &DedupTable,
-    start: u64,
-    next: Next,
-    mut spare: Option<LedgerWriter>,
+    switch: Switch,
 ) -> Result<Option<Segment>, LogError> {
+    let Switch {
+        sealed,
+        start,
+        next,
+        mut spare,
+    } = switch;
     if next != Next::Open
         && let Some(l) = spare.take()
     {

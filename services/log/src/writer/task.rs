@@ -12,7 +12,9 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
-use super::acquire::{Next, SealedEnd, discard, recover_ledger, spare_ledger, switch_segment};
+use super::acquire::{
+    Next, SealedEnd, Switch, discard, recover_ledger, spare_ledger, switch_segment,
+};
 use super::{AppendBatch, Appended, Msg, Reply, WriterOptions};
 use crate::dedup::{DedupTable, Verdict};
 use crate::entry::{EntrySet, MAX_SETS, StreamEntry};
@@ -432,17 +434,13 @@ impl Task {
             )));
         }
         let end = sealed.end_offset;
-        let seg = switch_segment(
-            &self.log,
-            &mut state,
-            self.epoch,
-            Some(sealed),
-            &self.dedup,
-            end,
+        let switch = Switch {
+            sealed: Some(sealed),
+            start: end,
             next,
             spare,
-        )
-        .await?;
+        };
+        let seg = switch_segment(&self.log, &mut state, self.epoch, &self.dedup, switch).await?;
         self.policy = state.record.policy.clone();
         info!(
             stream = %self.name,
