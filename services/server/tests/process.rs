@@ -444,5 +444,7 @@ fn bench_contract(bench: &str) {
 /// Bookie processes in a cluster on a real etcd, with writer processes and faults.
 #[path = "process/cluster.rs"]
 mod cluster;
+#[path = "process/services.rs"]
+mod services;
 #[path = "process/streams.rs"]
 mod streams;

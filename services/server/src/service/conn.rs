@@ -330,9 +330,13 @@ async fn read(
         if r.offset.0 > end {
             readers.lock().insert(r.stream.clone(), reader);
             svc.metrics.read_errors.inc();
+            let start = match svc.log.load(&r.stream).await {
+                Ok(st) => st.record.start_offset,
+                Err(e) => return Err(error_of(&e)),
+            };
             let e = LogError::OffsetOutOfRange {
                 offset: r.offset.0,
-                start: 0,
+                start,
                 end,
             };
             return Err(error_of(&e));

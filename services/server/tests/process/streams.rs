@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,118 +17,13 @@ use dlog_client::{Client, ReaderOptions, Record, StartAt, StreamName, WriterOpti
 use dlog_integration::{Event, FinalLog, Outcome, Segment, check};
 use futures::StreamExt;
 
-use super::{DLOGD, free_port};
-
-/// The `dlog` CLI, built next to `dlogd` (scripts/test builds every binary first).
-fn dlog_bin() -> PathBuf {
-    let p = Path::new(DLOGD).with_file_name("dlog");
-    assert!(
-        p.exists(),
-        "{} is missing: build it with `cargo build --bins --workspace`",
-        p.display()
-    );
-    p
-}
+use super::services::{ServerProc, Standalone, dlog};
 
 fn now_ns() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
-}
-
-/// A `dlogd standalone` process on free ports.
-struct Standalone {
-    child: Child,
-    data: PathBuf,
-    addr: String,
-    http: String,
-}
-
-impl Drop for Standalone {
-    /// A test that fails midway must not leave its processes behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Standalone {
-    fn start(data: &Path) -> Standalone {
-        Self::start_on(data, free_port(), free_port())
-    }
-
-    fn start_on(data: &Path, port: u16, http_port: u16) -> Standalone {
-        let addr = format!("127.0.0.1:{port}");
-        let http = format!("127.0.0.1:{http_port}");
-        let child = Command::new(DLOGD)
-            .args(["standalone", "--data-dir"])
-            .arg(data)
-            .args(["--listen", &addr, "--http-listen", &http])
-            .args(["--retention-interval", "200ms"])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut s = Standalone {
-            child,
-            data: data.to_path_buf(),
-            addr,
-            http,
-        };
-        s.wait_ready();
-        s
-    }
-
-    fn wait_ready(&mut self) {
-        let t = Instant::now();
-        while TcpStream::connect(&self.addr).is_err() {
-            if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("dlogd standalone exited during start-up: {st}");
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "standalone not ready"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.addr.rsplit_once(':').unwrap().1.parse().unwrap()
-    }
-
-    fn http_port(&self) -> u16 {
-        self.http.rsplit_once(':').unwrap().1.parse().unwrap()
-    }
-
-    /// SIGTERM and wait for a clean exit.
-    fn stop(mut self) {
-        self.terminate();
-    }
-
-    fn terminate(&mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let t = Instant::now();
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                assert!(s.success(), "standalone exited with {s}");
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "standalone did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn small_segments() -> StreamPolicy {
@@ -329,30 +222,6 @@ async fn exercise(d: &mut dyn Deployment) {
     assert_eq!(w.append(record(3001, 10)).await.await.unwrap().0, 3001);
 }
 
-/// Runs `dlog` with `args` and `stdin`; returns (exit code, stdout, stderr).
-fn dlog(server: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = Command::new(dlog_bin())
-        .args(["--server", server])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
-
 #[test]
 fn standalone_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
@@ -531,105 +400,6 @@ fn statuses(mut b: &[u8]) -> Vec<u16> {
         b = &b[(4 + len).min(b.len())..];
     }
     out
-}
-
-/// A `dlogd server` process.
-struct ServerProc {
-    child: Option<Child>,
-    addr: String,
-    cfg: PathBuf,
-}
-
-impl ServerProc {
-    fn start(dir: &Path, name: &str, metadata: &str) -> ServerProc {
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
-        let cfg = dir.join(format!("{name}.toml"));
-        std::fs::write(
-            &cfg,
-            format!(
-                "node = \"{name}\"\nmetadata = \"{metadata}\"\nlisten = \"{addr}\"\n\
-                 http_listen = \"127.0.0.1:{}\"\nownership_ttl = \"2s\"\n\
-                 retention_interval = \"200ms\"\n\
-                 [ledger]\nrequest_timeout = \"3s\"\n",
-                free_port()
-            ),
-        )
-        .unwrap();
-        let out = Command::new(DLOGD)
-            .args(["server", "--check-config", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut p = ServerProc {
-            child: None,
-            addr,
-            cfg,
-        };
-        p.spawn();
-        p
-    }
-
-    fn spawn(&mut self) {
-        let child = Command::new(DLOGD)
-            .args(["server", "--config"])
-            .arg(&self.cfg)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let t = Instant::now();
-        while TcpStream::connect(&self.addr).is_err() {
-            assert!(t.elapsed() < Duration::from_secs(30), "server not ready");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// SIGTERM: the node seals its streams and gives up their ownership, then exits 0.
-    fn terminate(&mut self) {
-        let Some(mut c) = self.child.take() else {
-            return;
-        };
-        let pid = c.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let t = Instant::now();
-        loop {
-            if let Some(s) = c.try_wait().unwrap() {
-                assert!(s.success(), "dlogd server exited with {s}");
-                return;
-            }
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "dlogd server did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            c.kill().unwrap();
-            c.wait().unwrap();
-        }
-    }
-}
-
-impl Drop for ServerProc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
 }
 
 /// Two service nodes over three bookie processes and a real etcd.
