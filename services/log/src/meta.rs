@@ -131,6 +131,11 @@ pub struct SegmentRecord {
     /// Highest record timestamp in the stream up to this segment's end (from its last entry).
     pub max_timestamp_ms: Option<i64>,
     pub max_txid: Option<u64>,
+    /// The timestamp of the segment's first record, and its lowest txid (set when sealed).
+    #[serde(default)]
+    pub first_timestamp_ms: Option<i64>,
+    #[serde(default)]
+    pub min_txid: Option<u64>,
 }
 
 impl SegmentRecord {
@@ -155,9 +160,9 @@ impl SegmentRecord {
             bytes: self.bytes,
             created_ms: self.created_ms,
             sealed_ms: self.sealed_ms,
-            first_timestamp_ms: None,
+            first_timestamp_ms: self.first_timestamp_ms,
             last_timestamp_ms: self.max_timestamp_ms,
-            min_txid: None,
+            min_txid: self.min_txid,
             max_txid: self.max_txid,
         }
     }

@@ -242,6 +242,18 @@ async fn append_roll_read_and_seek() {
             .iter()
             .all(|s| s.state == SegmentState::Sealed)
     );
+    // Each segment knows its first timestamp and txid range (record o has timestamp
+    // 1000 + o and txid 100 * (o / 10) + o % 10).
+    for g in info
+        .segments
+        .iter()
+        .filter(|g| g.end_offset > g.first_offset)
+    {
+        let (o, last) = (g.first_offset, g.end_offset - 1);
+        assert_eq!(g.first_timestamp_ms, Some(1000 + o as i64), "{g:?}");
+        assert_eq!(g.min_txid, Some(100 * (o / 10) + o % 10), "{g:?}");
+        assert_eq!(g.max_txid, Some(100 * (last / 10) + last % 10), "{g:?}");
+    }
     c.stop().await;
 }
 
@@ -331,6 +343,13 @@ async fn a_new_writer_fences_the_old_one_and_keeps_every_ack() {
     let records = read_range(&c.log, &s, 0, a.first_offset + 1).await;
     assert_eq!(records.len() as u64, a.first_offset + 1);
     assert!(records.last().unwrap().starts_with(b"new-0-"));
+    // The segment the new writer sealed for the old one was read for its first values.
+    let first = c.log.describe(&s).await.unwrap().segments[0].clone();
+    assert_eq!(
+        (first.first_timestamp_ms, first.min_txid),
+        (Some(0), None),
+        "{first:?}"
+    );
     // A retry of an old batch through the new writer is recognised (its table came from the
     // recovered segment), with the original offsets.
     if acked >= 2 {

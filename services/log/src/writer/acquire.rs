@@ -23,6 +23,8 @@ pub(super) struct SealedEnd {
     pub bytes: u64,
     pub max_ts: Option<i64>,
     pub max_txid: Option<u64>,
+    pub first_ts: Option<i64>,
+    pub min_txid: Option<u64>,
 }
 
 /// One segment switch: where the open segment ends (if there is one), where the next starts,
@@ -134,6 +136,8 @@ async fn recover_segment(
         bytes: 0,
         max_ts: None,
         max_txid: None,
+        first_ts: None,
+        min_txid: None,
     };
     let Some(meta) = meta else {
         return Ok(empty);
@@ -147,6 +151,7 @@ async fn recover_segment(
         .saturating_sub(opts.dedup_scan_entries.saturating_sub(1));
     let mut end = empty;
     end.bytes = meta.length;
+    (end.first_ts, end.min_txid) = first_values(&mut reader, id).await?;
     for e in from..=last.0 {
         let entry = reader.read(EntryId(e)).await?;
         let se = StreamEntry::decode(entry.payload)
@@ -170,6 +175,34 @@ async fn recover_segment(
         end.max_txid = se.max_txid;
     }
     Ok(end)
+}
+
+/// The first record's timestamp and the lowest txid in a segment's first entry (txids never
+/// decrease, so the first one found is the lowest; a segment whose txids start after its first
+/// entry reports none — the writer's own seals record them exactly).
+async fn first_values(
+    reader: &mut dlog_ledger::LedgerReader,
+    id: LedgerId,
+) -> Result<(Option<i64>, Option<u64>), LogError> {
+    let limits = dlog_api::record::RecordSetLimits {
+        max_payload: usize::MAX,
+        ..Default::default()
+    };
+    let entry = reader.read(EntryId(0)).await?;
+    let se = StreamEntry::decode(entry.payload)
+        .map_err(|err| LogError::Corrupt(format!("ledger {id} entry 0: {err}")))?;
+    let mut first_ts = None;
+    for s in se.sets {
+        let records = dlog_api::record::decode_record_set(s.records, &limits)
+            .map_err(|err| LogError::Corrupt(format!("ledger {id} entry 0: {err}")))?;
+        for r in records {
+            first_ts = first_ts.or(Some(r.timestamp_ms));
+            if r.txid.is_some() {
+                return Ok((first_ts, r.txid));
+            }
+        }
+    }
+    Ok((first_ts, None))
 }
 
 /// Seals the open segment of `state` at `sealed` (if any) and, as `next` says, opens the next
@@ -213,6 +246,8 @@ pub(super) async fn switch_segment(
             done.sealed_ms = Some(now);
             done.max_timestamp_ms = s.max_ts.or(done.max_timestamp_ms);
             done.max_txid = s.max_txid.or(done.max_txid);
+            done.first_timestamp_ms = s.first_ts;
+            done.min_txid = s.min_txid;
             ops.push(Op::put(
                 segment_key(&state.name, done.seq),
                 done.encode(),
@@ -244,6 +279,8 @@ pub(super) async fn switch_segment(
                 sealed_ms: None,
                 max_timestamp_ms: None,
                 max_txid: None,
+                first_timestamp_ms: None,
+                min_txid: None,
             };
             ops.push(Op::put(
                 segment_key(&state.name, seq),
@@ -263,6 +300,8 @@ pub(super) async fn switch_segment(
                     sent: 0,
                     max_ts: None,
                     max_txid: None,
+                    first_ts: None,
+                    min_txid: None,
                 }));
             }
             Err(MetadataError::Conflict { .. }) => {

@@ -63,6 +63,8 @@ pub struct AppendBatch {
     pub records: Bytes,
     pub count: u32,
     pub max_timestamp_ms: i64,
+    /// The first record's timestamp.
+    pub first_timestamp_ms: i64,
     pub min_txid: Option<u64>,
     pub max_txid: Option<u64>,
 }
@@ -115,6 +117,7 @@ impl AppendBatch {
             records,
             count: decoded.len() as u32,
             max_timestamp_ms: max_ts,
+            first_timestamp_ms: decoded[0].timestamp_ms,
             min_txid,
             max_txid,
         })

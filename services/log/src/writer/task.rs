@@ -37,22 +37,37 @@ pub(super) struct Segment {
     /// Of the last acknowledged entry.
     pub max_ts: Option<i64>,
     pub max_txid: Option<u64>,
+    /// The first record's timestamp and the lowest txid among the acknowledged entries.
+    pub first_ts: Option<i64>,
+    pub min_txid: Option<u64>,
 }
 
 /// An entry on its way to the bookies.
 struct InFlight {
     entry: u64,
     end_offset: u64,
+    first_ts: i64,
+    min_txid: Option<u64>,
     bytes: usize,
     replies: Vec<(Reply, Appended)>,
     max_ts: i64,
     max_txid: Option<u64>,
 }
 
+/// A packed entry not yet handed to the ledger.
+struct Ready {
+    entry: StreamEntry,
+    replies: Vec<(Reply, Appended)>,
+    first_ts: i64,
+    min_txid: Option<u64>,
+}
+
 /// An entry being packed.
 #[derive(Default)]
 struct Packing {
     sets: Vec<EntrySet>,
+    first_ts: Option<i64>,
+    min_txid: Option<u64>,
     replies: Vec<(Reply, Appended)>,
     count: u32,
     bytes: usize,
@@ -72,7 +87,7 @@ pub(super) struct Task {
     max_txid: Option<u64>,
     dedup: DedupTable,
     /// Packed entries not yet handed to the ledger.
-    ready: VecDeque<(StreamEntry, Vec<(Reply, Appended)>)>,
+    ready: VecDeque<Ready>,
     inflight: VecDeque<InFlight>,
     acks: FuturesOrdered<AppendAck>,
     /// Retries of batches still in flight: answered when the original is.
@@ -256,6 +271,8 @@ impl Task {
                 duplicate: false,
             },
         ));
+        p.first_ts = p.first_ts.or(Some(b.first_timestamp_ms));
+        p.min_txid = p.min_txid.or(b.min_txid);
         p.sets.push(EntrySet {
             producer_id: b.producer_id,
             first_seq: b.sequence,
@@ -283,18 +300,29 @@ impl Task {
             sets: p.sets,
         };
         self.next_offset = entry.end_offset();
-        self.ready.push_back((entry, p.replies));
+        self.ready.push_back(Ready {
+            entry,
+            replies: p.replies,
+            first_ts: p.first_ts.unwrap_or(i64::MIN),
+            min_txid: p.min_txid,
+        });
     }
 
     async fn flush(&mut self) -> Result<(), LogError> {
         self.seal_packing();
-        while let Some((entry, replies)) = self.ready.pop_front() {
+        while let Some(ready) = self.ready.pop_front() {
             if self.seg.sent >= self.policy.segment_bytes && self.seg.entries > 0 {
                 // The segment is full with what is in flight: roll before sending more.
-                self.ready.push_front((entry, replies));
+                self.ready.push_front(ready);
                 self.finish_segment(Next::Open).await?;
                 continue;
             }
+            let Ready {
+                entry,
+                replies,
+                first_ts,
+                min_txid,
+            } = ready;
             let bytes = entry.encode();
             let len = bytes.len();
             self.seg.sent += len as u64;
@@ -303,6 +331,8 @@ impl Task {
             self.inflight.push_back(InFlight {
                 entry: self.seg.entries,
                 end_offset: entry.end_offset(),
+                first_ts,
+                min_txid,
                 bytes: len,
                 replies,
                 max_ts: entry.max_timestamp_ms,
@@ -330,6 +360,8 @@ impl Task {
         self.seg.bytes += f.bytes as u64;
         self.seg.max_ts = Some(f.max_ts);
         self.seg.max_txid = f.max_txid;
+        self.seg.first_ts = self.seg.first_ts.or(Some(f.first_ts));
+        self.seg.min_txid = self.seg.min_txid.or(f.min_txid);
         self.acked.send_replace(f.end_offset);
         for (reply, a) in f.replies {
             let _ = reply.send(Ok(a));
@@ -383,6 +415,8 @@ impl Task {
                 bytes: meta.length,
                 max_ts: self.seg.max_ts,
                 max_txid: self.seg.max_txid,
+                first_ts: self.seg.first_ts,
+                min_txid: self.seg.min_txid,
             },
             Err(e) => self.recover_here(e).await?,
         };
@@ -493,9 +527,8 @@ impl Task {
                 failed.extend(f.replies);
             }
         }
-        for (entry, replies) in self.ready.drain(..) {
-            drop(entry);
-            failed.extend(replies);
+        for r in self.ready.drain(..) {
+            failed.extend(r.replies);
         }
         failed.extend(std::mem::take(&mut self.packing).replies);
         let end = *self.acked.borrow();
@@ -522,6 +555,8 @@ impl Task {
             bytes: meta.length,
             max_ts: self.seg.max_ts,
             max_txid: self.seg.max_txid,
+            first_ts: self.seg.first_ts,
+            min_txid: self.seg.min_txid,
         })
     }
 
@@ -533,7 +568,7 @@ impl Task {
                 .flat_map(|f| f.replies)
                 .map(|(r, _)| r),
         );
-        replies.extend(self.ready.drain(..).flat_map(|(_, r)| r).map(|(r, _)| r));
+        replies.extend(self.ready.drain(..).flat_map(|r| r.replies).map(|(r, _)| r));
         replies.extend(
             std::mem::take(&mut self.packing)
                 .replies
