@@ -7,7 +7,8 @@
 //! - [`registry`]: bookie registration under leases and cluster cookies.
 //! - [`placement`]: choosing bookies for ensembles, spread across zones.
 //! - [`rereplication`]: bringing closed ledgers back to Qw copies after a bookie is lost.
-//! - `local` (feature `local`): real bookies in this process, for standalone mode and tests.
+//! - `local` (feature `local`): real bookies in this process, for standalone mode and tests;
+//!   `presence`: a bookie's registration kept current (both need the bookie itself).
 //! - [`client`], [`writer_task`], [`reader`], [`pool`]: [`LedgerClient`] runs the cores against
 //!   real bookies and the metadata store — create, write, read, recover, delete.
 
@@ -18,6 +19,8 @@ pub mod local;
 pub mod metadata;
 pub mod placement;
 pub mod pool;
+#[cfg(feature = "local")]
+pub mod presence;
 pub mod reader;
 pub mod recovery;
 pub mod registry;

@@ -12,7 +12,7 @@ use dlog_metadata::MetadataStore;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::registry::{BookieRegistration, RegisteredState, Registration};
+use crate::presence::{self, Announce};
 
 /// Why a local bookie could not start.
 #[derive(Debug, thiserror::Error)]
@@ -35,7 +35,9 @@ pub struct LocalBookie {
     pub bookie: Bookie,
     stop: CancellationToken,
     server: tokio::task::JoinHandle<()>,
-    registration: Option<Registration>,
+    /// Keeps the registration current; deregisters when `deregister` is cancelled.
+    presence: tokio::task::JoinHandle<()>,
+    deregister: CancellationToken,
 }
 
 impl LocalBookie {
@@ -57,44 +59,45 @@ impl LocalBookie {
         let stop = CancellationToken::new();
         let server = tokio::spawn(server::serve(bookie.clone(), listener, stop.clone()));
         let id = bookie.cookie().bookie_id.clone();
-        // State and disk usage as of start-up (a `dlogd bookie` process republishes them as
-        // they change; in-process bookies report them once).
-        let info = bookie.info();
-        let registration = Registration::register(
+        // Registered like a `dlogd bookie` process: state and disk usage republished as they
+        // change, registered again if the lease is lost.
+        let announce = Announce {
+            address: addr.clone(),
+            zone: String::new(),
+            ttl: Duration::from_secs(30),
+            refresh: Duration::from_secs(10),
+        };
+        let reg = presence::register(store.clone(), &bookie, &announce).await?;
+        let deregister = CancellationToken::new();
+        let presence = tokio::spawn(presence::maintain(
             store,
-            BookieRegistration {
-                id: id.clone(),
-                address: addr.clone(),
-                zone: String::new(),
-                instance_id: bookie.cookie().instance_id,
-                state: RegisteredState::from(info.state),
-                disk_total: info.disk_total,
-                disk_used: info.disk_used,
-            },
-            Duration::from_secs(30),
-        )
-        .await?;
+            bookie.clone(),
+            announce,
+            reg,
+            deregister.clone(),
+        ));
         Ok(LocalBookie {
             id,
             addr,
             bookie,
             stop,
             server,
-            registration: Some(registration),
+            presence,
+            deregister,
         })
     }
 
     /// Deregisters, stops serving and shuts the bookie down.
     pub async fn stop(mut self) {
-        if let Some(r) = self.registration.take() {
-            let _ = r.deregister().await;
-        }
+        self.deregister.cancel();
+        let _ = (&mut self.presence).await;
         self.kill().await;
     }
 
     /// Stops serving and shuts down without deregistering (as if the process died; the
     /// registration lapses with its lease).
     pub async fn kill(self) {
+        self.presence.abort();
         self.stop.cancel();
         let _ = self.server.await;
         let b = self.bookie;

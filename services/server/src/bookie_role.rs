@@ -7,7 +7,7 @@ use anyhow::Context;
 use dlog_bookie::{Bookie, BookieConfig, server};
 use dlog_metadata::Location;
 
-use crate::registration::{self, Announce};
+use dlog_ledger::presence::{self as registration, Announce};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;

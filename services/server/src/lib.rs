@@ -3,7 +3,6 @@
 //! - [`bookie_role`]: `dlogd bookie`, a storage node serving the bookie protocol.
 //! - [`ledger_cmd`]: `dlogd ledger …` tools and `dlogd autorecovery`.
 //! - [`bench`]: `dlogd bench …`, benchmarks over the real protocol with a common output shape.
-//! - [`registration`]: a bookie's registration in the cluster's metadata store.
 //! - [`server_role`]: `dlogd server` and `dlogd standalone`; [`server_config`]: its config.
 //! - [`service`]: the log service — client protocol, stream ownership, admin operations.
 //! - [`metrics`]: the service's Prometheus metrics.
@@ -16,7 +15,6 @@ pub mod http;
 pub mod ledger_cmd;
 pub mod logging;
 pub mod metrics;
-pub mod registration;
 pub mod server_config;
 pub mod server_role;
 pub mod service;

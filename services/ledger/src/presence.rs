@@ -6,8 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::registry::{BookieRegistration, RegisteredState, Registration, RegistryError};
 use dlog_bookie::Bookie;
-use dlog_ledger::registry::{BookieRegistration, RegisteredState, Registration, RegistryError};
 use dlog_metadata::MetadataStore;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
