@@ -96,14 +96,16 @@ pub async fn run(client: &Client, args: AppendArgs, json: bool) -> anyhow::Resul
     }
     let summary = appender.finish().await;
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        outln!("{}", serde_json::to_string(&summary)?);
     } else {
         match (summary.first_offset, summary.last_offset) {
-            (Some(first), Some(last)) => println!(
+            (Some(first), Some(last)) => outln!(
                 "appended {} records ({} bytes) to {}, offsets {first}..={last}",
-                summary.records, summary.bytes, summary.stream
+                summary.records,
+                summary.bytes,
+                summary.stream
             ),
-            _ => println!("appended no records to {}", summary.stream),
+            _ => outln!("appended no records to {}", summary.stream),
         }
     }
     if let Some(e) = summary.error {

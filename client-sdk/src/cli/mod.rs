@@ -14,6 +14,26 @@
 
 use clap::{Parser, Subcommand};
 
+/// `println!` for the CLI's output: a closed pipe (`dlog stream list | head -1`) ends the
+/// command quietly with status 0 instead of panicking; another write error ends it with 1.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::cli::stdout_failed(e)
+        }
+    }};
+}
+
+/// Ends the process after a failed write to stdout (see [`outln`]).
+pub(crate) fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: write to stdout: {e}");
+    std::process::exit(1)
+}
+
 use crate::Client;
 
 pub mod append;

@@ -162,7 +162,7 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
             if json {
                 print_json(&info)?;
             } else {
-                println!("created stream {}", info.stream);
+                outln!("created stream {}", info.stream);
                 print_info(&info);
             }
         }
@@ -175,7 +175,7 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
                 print_json(&streams)?;
             } else {
                 for s in streams {
-                    println!("{s}");
+                    outln!("{s}");
                 }
             }
         }
@@ -198,7 +198,7 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
             if json {
                 print_json(&serde_json::json!({ "deleted": stream }))?;
             } else {
-                println!("deleted stream {stream}");
+                outln!("deleted stream {stream}");
             }
         }
         StreamCommand::Truncate { stream, offset } => {
@@ -209,7 +209,7 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
             if json {
                 print_json(&serde_json::json!({ "stream": stream, "start_offset": start }))?;
             } else {
-                println!("truncated stream {stream}: it now starts at offset {start}");
+                outln!("truncated stream {stream}: it now starts at offset {start}");
             }
         }
     }
@@ -217,28 +217,30 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
 }
 
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Prints a stream description for people.
 fn print_info(info: &StreamInfo) {
     let p = &info.policy;
-    println!("stream       {}", info.stream);
-    println!(
+    outln!("stream       {}", info.stream);
+    outln!(
         "offsets      start {}, end {} ({} records)",
         info.start_offset,
         info.end_offset,
         info.end_offset.saturating_sub(info.start_offset)
     );
-    println!("owner        {}", info.owner.as_deref().unwrap_or("none"));
-    println!("epoch        {}", info.epoch);
-    println!("created      {}", format_time(info.created_ms));
-    println!(
+    outln!("owner        {}", info.owner.as_deref().unwrap_or("none"));
+    outln!("epoch        {}", info.epoch);
+    outln!("created      {}", format_time(info.created_ms));
+    outln!(
         "replication  ensemble {}, write quorum {}, ack quorum {}",
-        p.ensemble, p.write_quorum, p.ack_quorum
+        p.ensemble,
+        p.write_quorum,
+        p.ack_quorum
     );
-    println!(
+    outln!(
         "segments     roll at {} or {}",
         format_bytes(p.segment_bytes),
         format_ms(p.segment_age_ms)
@@ -253,7 +255,7 @@ fn print_info(info: &StreamInfo) {
     if p.retain_for_subscriptions {
         retention.push("never unread by a subscription".to_string());
     }
-    println!(
+    outln!(
         "retention    {}",
         if retention.is_empty() {
             "keep forever".to_string()
@@ -261,7 +263,7 @@ fn print_info(info: &StreamInfo) {
             retention.join(", ")
         }
     );
-    println!(
+    outln!(
         "records      up to {}, compression {}",
         format_bytes(u64::from(p.max_record_bytes)),
         match p.compression {
@@ -273,17 +275,23 @@ fn print_info(info: &StreamInfo) {
     if info.segments.is_empty() {
         return;
     }
-    println!();
-    println!(
+    outln!();
+    outln!(
         "{:>5}  {:<7} {:<9} {:>10} {:>6}  {:>21}  {:>10}  created",
-        "seq", "state", "tier", "ledger", "epoch", "offsets", "bytes"
+        "seq",
+        "state",
+        "tier",
+        "ledger",
+        "epoch",
+        "offsets",
+        "bytes"
     );
     for s in &info.segments {
         let state = match s.state {
             SegmentState::Open => "open",
             SegmentState::Sealed => "sealed",
         };
-        println!(
+        outln!(
             "{:>5}  {:<7} {:<9} {:>10} {:>6}  {:>21}  {:>10}  {}",
             s.seq,
             state,

@@ -170,20 +170,29 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
     let rate = report
         .rate
         .map_or_else(|| "unlimited".to_string(), |r| format!("{r:.0}/s"));
-    println!(
+    outln!(
         "append: {} records of {} B to {} in {:.1} s (inflight {}, offered rate {rate})",
-        report.records, report.size, report.stream, report.seconds, report.inflight
+        report.records,
+        report.size,
+        report.stream,
+        report.seconds,
+        report.inflight
     );
-    println!(
+    outln!(
         "  throughput  {:.0} records/s  {:.1} MB/s",
-        report.records_per_s, report.mb_per_s
+        report.records_per_s,
+        report.mb_per_s
     );
-    println!(
+    outln!(
         "  latency ms  p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}  mean {:.3}",
-        report.p50_ms, report.p99_ms, report.p999_ms, report.max_ms, report.mean_ms
+        report.p50_ms,
+        report.p99_ms,
+        report.p999_ms,
+        report.max_ms,
+        report.mean_ms
     );
     if let Some(e) = &report.first_error {
-        println!("  errors      {} (first: {e})", report.errors);
+        outln!("  errors      {} (first: {e})", report.errors);
     }
     if json {
         print_json_line(&report)?;

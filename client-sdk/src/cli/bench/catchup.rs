@@ -156,20 +156,23 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
         read_mb_per_s: mb_per_s(read_bytes_total, read_elapsed),
         read_records_per_s: read as f64 / read_elapsed.as_secs_f64().max(1e-9),
     };
-    println!(
+    outln!(
         "catchup: {} records of {} B ({:.1} MB) on {}",
         report.records,
         report.size,
         report.bytes as f64 / 1e6,
         report.stream
     );
-    println!(
+    outln!(
         "  write  {:.1} MB/s in {:.1} s",
-        report.write_mb_per_s, report.write_seconds
+        report.write_mb_per_s,
+        report.write_seconds
     );
-    println!(
+    outln!(
         "  read   {:.1} MB/s, {:.0} records/s in {:.1} s",
-        report.read_mb_per_s, report.read_records_per_s, report.read_seconds
+        report.read_mb_per_s,
+        report.read_records_per_s,
+        report.read_seconds
     );
     if json {
         print_json_line(&report)?;

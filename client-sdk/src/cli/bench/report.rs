@@ -168,6 +168,6 @@ pub fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
 
 /// Prints a report as one JSON line.
 pub fn print_json_line<T: serde::Serialize>(report: &T) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string(report)?);
+    outln!("{}", serde_json::to_string(report)?);
     Ok(())
 }

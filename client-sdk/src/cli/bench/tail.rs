@@ -256,7 +256,7 @@ pub async fn run(client: &Client, args: TailBenchArgs, json: bool) -> anyhow::Re
         send_p99_ms: g.send_to_read.ms(0.99),
     };
     drop(g);
-    println!(
+    outln!(
         "tail: {} records of {} B at {:.0}/s to {} for {:.1} s; read {} ({} missing)",
         report.acked,
         report.size,
@@ -266,16 +266,20 @@ pub async fn run(client: &Client, args: TailBenchArgs, json: bool) -> anyhow::Re
         report.read,
         report.missing
     );
-    println!(
+    outln!(
         "  ack to read ms   p50 {:.3}  p99 {:.3}  p999 {:.3}  max {:.3}",
-        report.p50_ms, report.p99_ms, report.p999_ms, report.max_ms
+        report.p50_ms,
+        report.p99_ms,
+        report.p999_ms,
+        report.max_ms
     );
-    println!(
+    outln!(
         "  send to read ms  p50 {:.3}  p99 {:.3}",
-        report.send_p50_ms, report.send_p99_ms
+        report.send_p50_ms,
+        report.send_p99_ms
     );
     if let Some(e) = &report.first_error {
-        println!("  errors           {} (first: {e})", report.errors);
+        outln!("  errors           {} (first: {e})", report.errors);
     }
     if json {
         print_json_line(&report)?;
