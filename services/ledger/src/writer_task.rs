@@ -28,6 +28,10 @@ enum Msg {
     Close {
         reply: oneshot::Sender<Result<LedgerMetadata, WriteError>>,
     },
+    /// Close, but hand the closing metadata write to the caller instead of doing it.
+    CloseOp {
+        reply: oneshot::Sender<Result<dlog_metadata::Op, WriteError>>,
+    },
 }
 
 /// What the task hears back from what it started.
@@ -51,6 +55,7 @@ impl std::fmt::Debug for Msg {
         f.write_str(match self {
             Msg::Append { .. } => "Append",
             Msg::Close { .. } => "Close",
+            Msg::CloseOp { .. } => "CloseOp",
         })
     }
 }
@@ -92,6 +97,19 @@ impl LedgerWriter {
             .unwrap_or(Err(WriteError::Closed))
     }
 
+    /// Waits for every pending entry, then returns the metadata write that seals the ledger
+    /// at its last entry (a compare-and-set on the version this writer holds) without doing
+    /// it: the caller commits it together with its own changes, atomically. The writer takes
+    /// no more appends. If the caller's commit does not happen, the ledger stays open in the
+    /// metadata with no writer, and a recovery seals it.
+    pub async fn close_op(&self) -> Result<dlog_metadata::Op, WriteError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::CloseOp { reply }).await.is_err() {
+            return Err(WriteError::Closed);
+        }
+        rx.await.unwrap_or(Err(WriteError::Closed))
+    }
+
     /// Waits for every pending entry, then seals the ledger; returns the closed metadata.
     pub async fn close(&self) -> Result<LedgerMetadata, WriteError> {
         let (reply, rx) = oneshot::channel();
@@ -112,6 +130,8 @@ struct Task {
     conns: HashMap<BookieId, (crate::bookie_client::BookieClient, AckSender)>,
     replies: Replies,
     close_waiters: Vec<oneshot::Sender<Result<LedgerMetadata, WriteError>>>,
+    /// Set by [`LedgerWriter::close_op`]: the closing write goes to it instead of the store.
+    close_op: Option<oneshot::Sender<Result<dlog_metadata::Op, WriteError>>>,
     next_token: Token,
     pending_bytes: usize,
     idle_at: Option<Instant>,
@@ -130,6 +150,7 @@ async fn run(inner: Arc<Inner>, core: WriterCore, version: Revision, mut rx: mps
         conns: HashMap::new(),
         replies: Replies::default(),
         close_waiters: Vec::new(),
+        close_op: None,
         next_token: 0,
         pending_bytes: 0,
         idle_at: None,
@@ -229,6 +250,15 @@ impl Task {
                 let cmds = self.core.handle(WriterEvent::Close);
                 self.execute(cmds);
             }
+            Msg::CloseOp { reply } => {
+                if let Some(r) = &self.result {
+                    let _ = reply.send(r.clone().and(Err(WriteError::Closed)));
+                    return;
+                }
+                self.close_op = Some(reply);
+                let cmds = self.core.handle(WriterEvent::Close);
+                self.execute(cmds);
+            }
         }
     }
 
@@ -316,6 +346,17 @@ impl Task {
                     closed.length = length;
                     let (inner, version, tx) =
                         (self.inner.clone(), self.version, self.fb_tx.clone());
+                    if let Some(reply) = self.close_op.take() {
+                        let op = dlog_metadata::Op::put(
+                            ledger_key(closed.id),
+                            closed.encode(),
+                            Expect::Version(version),
+                        );
+                        let _ = reply.send(Ok(op));
+                        // This writer is done; the caller's commit makes the close durable.
+                        let _ = tx.send(Feedback::Closed(Ok((closed, version))));
+                        continue;
+                    }
                     tokio::spawn(async move {
                         let r = put_metadata(&inner, &closed, version).await;
                         let _ = tx.send(Feedback::Closed(r.map(|v| (closed, v))));
@@ -332,6 +373,9 @@ impl Task {
                     }
                     for w in self.close_waiters.drain(..) {
                         let _ = w.send(r.clone());
+                    }
+                    if let Some(w) = self.close_op.take() {
+                        let _ = w.send(r.clone().and(Err(WriteError::Closed)));
                     }
                     self.result = Some(r);
                 }

@@ -249,6 +249,14 @@ async fn append_roll_read_and_seek() {
         .iter()
         .filter(|g| g.end_offset > g.first_offset)
     {
+        // The seal closed the segment's ledger in the same commit.
+        let (meta, _) = c
+            .log
+            .ledgers()
+            .metadata(dlog_api::LedgerId(g.ledger))
+            .await
+            .unwrap();
+        assert_eq!(meta.state, dlog_ledger::LedgerState::Closed, "{g:?}");
         let (o, last) = (g.first_offset, g.end_offset - 1);
         assert_eq!(g.first_timestamp_ms, Some(1000 + o as i64), "{g:?}");
         assert_eq!(g.min_txid, Some(100 * (o / 10) + o % 10), "{g:?}");

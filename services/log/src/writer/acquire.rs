@@ -34,6 +34,8 @@ pub(super) struct Switch {
     pub start: u64,
     pub next: Next,
     pub spare: Option<LedgerWriter>,
+    /// The sealed segment ledger's closing metadata write, committed with the seal.
+    pub close: Option<Op>,
 }
 
 /// What a segment switch does besides sealing the open segment.
@@ -102,6 +104,7 @@ pub(super) async fn acquire(
         start: end,
         next: Next::Open,
         spare: None,
+        close: None,
     };
     let seg = switch_segment(log, &mut state, epoch, &dedup, switch)
         .await?
@@ -221,6 +224,7 @@ pub(super) async fn switch_segment(
         start,
         next,
         mut spare,
+        close,
     } = switch;
     if next != Next::Open
         && let Some(l) = spare.take()
@@ -237,7 +241,7 @@ pub(super) async fn switch_segment(
             (Next::None | Next::EndStream, _) => None,
         };
         let now = log.now_ms();
-        let mut ops = Vec::new();
+        let mut ops: Vec<Op> = close.iter().cloned().collect();
         if let (Some((open, v)), Some(s)) = (state.open_segment(), sealed) {
             let mut done = open.clone();
             done.state = SegmentState::Sealed;

@@ -409,18 +409,23 @@ impl Task {
                 }
             }
         }
-        let sealed = match self.seg.ledger.close().await {
-            Ok(meta) => SealedEnd {
-                end_offset: *self.acked.borrow(),
-                bytes: meta.length,
-                max_ts: self.seg.max_ts,
-                max_txid: self.seg.max_txid,
-                first_ts: self.seg.first_ts,
-                min_txid: self.seg.min_txid,
-            },
-            Err(e) => self.recover_here(e).await?,
+        // The ledger's close is written in the same commit as the segment's seal: one synced
+        // write on the roll's path, and never a sealed segment over an open ledger.
+        let (sealed, close) = match self.seg.ledger.close_op().await {
+            Ok(op) => (
+                SealedEnd {
+                    end_offset: *self.acked.borrow(),
+                    bytes: self.seg.bytes,
+                    max_ts: self.seg.max_ts,
+                    max_txid: self.seg.max_txid,
+                    first_ts: self.seg.first_ts,
+                    min_txid: self.seg.min_txid,
+                },
+                Some(op),
+            ),
+            Err(e) => (self.recover_here(e).await?, None),
         };
-        self.switch(sealed, next).await
+        self.switch_closing(sealed, next, close).await
     }
 
     /// Starts creating the next segment's ledger in the background.
@@ -446,6 +451,17 @@ impl Task {
     }
 
     async fn switch(&mut self, sealed: SealedEnd, next: Next) -> Result<u64, LogError> {
+        self.switch_closing(sealed, next, None).await
+    }
+
+    /// Seals the segment (with `close`, the ledger's closing write, in the same commit) and
+    /// switches as `next` says.
+    async fn switch_closing(
+        &mut self,
+        sealed: SealedEnd,
+        next: Next,
+        close: Option<dlog_metadata::Op>,
+    ) -> Result<u64, LogError> {
         let spare = self.take_spare().await;
         let mut state = match self.log.load(&self.name).await {
             Ok(s) => s,
@@ -473,6 +489,7 @@ impl Task {
             start: end,
             next,
             spare,
+            close,
         };
         let seg = switch_segment(&self.log, &mut state, self.epoch, &self.dedup, switch).await?;
         self.policy = state.record.policy.clone();
