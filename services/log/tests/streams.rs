@@ -48,6 +48,16 @@ impl Cluster {
         }
     }
 
+    /// Creates stream `n` with `policy` and opens its writer.
+    async fn stream(&self, n: &str, policy: StreamPolicy) -> (StreamName, StreamWriter) {
+        let s = name(n);
+        self.log.create_stream(&s, policy).await.unwrap();
+        let w = StreamWriter::open(&self.log, &s, WriterOptions::default())
+            .await
+            .unwrap();
+        (s, w)
+    }
+
     async fn stop(self) {
         for b in self.bookies {
             b.stop().await;
@@ -268,14 +278,7 @@ async fn append_roll_read_and_seek() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_reader_sees_a_record_soon_after_its_ack() {
     let c = Cluster::start(Arc::new(SystemClock)).await;
-    let s = name("ns/tail");
-    c.log
-        .create_stream(&s, StreamPolicy::default())
-        .await
-        .unwrap();
-    let w = StreamWriter::open(&c.log, &s, WriterOptions::default())
-        .await
-        .unwrap();
+    let (s, w) = c.stream("ns/tail", StreamPolicy::default()).await;
     w.append_wait(batch("x", 1, 10, 1, None)).await.unwrap();
     let log = c.log.clone();
     let s2 = s.clone();
@@ -304,14 +307,7 @@ async fn a_tail_reader_sees_a_record_soon_after_its_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_writer_fences_the_old_one_and_keeps_every_ack() {
     let c = Cluster::start(Arc::new(SystemClock)).await;
-    let s = name("ns/takeover");
-    c.log
-        .create_stream(&s, StreamPolicy::default())
-        .await
-        .unwrap();
-    let old = StreamWriter::open(&c.log, &s, WriterOptions::default())
-        .await
-        .unwrap();
+    let (s, old) = c.stream("ns/takeover", StreamPolicy::default()).await;
     let mut pending = Vec::new();
     for i in 0..50u64 {
         pending.push(
@@ -374,14 +370,7 @@ async fn a_new_writer_fences_the_old_one_and_keeps_every_ack() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_retries_and_sequence_gaps() {
     let c = Cluster::start(Arc::new(SystemClock)).await;
-    let s = name("ns/idem");
-    c.log
-        .create_stream(&s, StreamPolicy::default())
-        .await
-        .unwrap();
-    let w = StreamWriter::open(&c.log, &s, WriterOptions::default())
-        .await
-        .unwrap();
+    let (s, w) = c.stream("ns/idem", StreamPolicy::default()).await;
     let a = w
         .append_wait(with_producer(batch("a", 3, 10, 0, None), 5, 0))
         .await
@@ -499,14 +488,7 @@ async fn truncation_retention_and_subscriptions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn end_of_stream() {
     let c = Cluster::start(Arc::new(SystemClock)).await;
-    let s = name("ns/ending");
-    c.log
-        .create_stream(&s, StreamPolicy::default())
-        .await
-        .unwrap();
-    let w = StreamWriter::open(&c.log, &s, WriterOptions::default())
-        .await
-        .unwrap();
+    let (s, w) = c.stream("ns/ending", StreamPolicy::default()).await;
     w.append_wait(batch("last", 2, 10, 0, None)).await.unwrap();
     assert_eq!(w.end_stream().await.unwrap(), 2);
     assert!(matches!(
