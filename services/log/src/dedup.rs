@@ -57,9 +57,24 @@ impl DedupTable {
     }
 
     pub fn snapshot(&self) -> BTreeMap<u64, Vec<ProducerBatch>> {
+        self.snapshot_below(u64::MAX)
+    }
+
+    /// The batches that start below `end`: what a seal at `end` may promise the next writer.
+    /// Batches at or past the sealed end are in flight to the next segment; if they never
+    /// reach it, a new writer must treat their retries as new, not as duplicates.
+    pub fn snapshot_below(&self, end: u64) -> BTreeMap<u64, Vec<ProducerBatch>> {
         self.producers
             .iter()
-            .map(|(&id, p)| (id, p.batches.clone()))
+            .filter_map(|(&id, p)| {
+                let kept: Vec<ProducerBatch> = p
+                    .batches
+                    .iter()
+                    .filter(|b| b.first_offset < end)
+                    .cloned()
+                    .collect();
+                (!kept.is_empty()).then_some((id, kept))
+            })
             .collect()
     }
 
@@ -162,6 +177,18 @@ mod tests {
         assert_eq!(t.check(1, 1, 1).unwrap(), Verdict::New);
         t.forget_from(0);
         assert_eq!(t.check(1, 5, 1).unwrap(), Verdict::New);
+    }
+
+    #[test]
+    fn a_seal_snapshot_keeps_only_batches_below_the_seal() {
+        let mut t = DedupTable::default();
+        t.record(1, b(0, 2, 10));
+        t.record(1, b(2, 2, 12));
+        t.record(2, b(0, 1, 14));
+        let s = t.snapshot_below(12);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[&1], vec![b(0, 2, 10)]);
+        assert_eq!(t.snapshot_below(u64::MAX), t.snapshot());
     }
 
     #[test]

@@ -275,6 +275,96 @@ async fn append_roll_read_and_seek() {
     c.stop().await;
 }
 
+/// 1 MiB segments filled by pipelined appends in 16 KiB entries: every roll happens with
+/// entries in flight, the next segment takes appends while the full one seals, and a next
+/// segment often fills before the previous seal has committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_rolls_keep_records_dense_in_order_and_deduplicated() {
+    let c = Cluster::start(Arc::new(SystemClock)).await;
+    let s = name("ns/pipelined");
+    let policy = StreamPolicy {
+        segment_bytes: 1 << 20,
+        ..StreamPolicy::default()
+    };
+    c.log.create_stream(&s, policy).await.unwrap();
+    let opts = WriterOptions {
+        max_entry_bytes: 16 << 10,
+        ..WriterOptions::default()
+    };
+    let w = StreamWriter::open(&c.log, &s, opts.clone()).await.unwrap();
+    const BATCHES: u64 = 1200;
+    let mut acks = Vec::new();
+    for i in 0..BATCHES {
+        let b = with_producer(
+            batch(&format!("p{i}"), 8, 1 << 10, i as i64, None),
+            77,
+            8 * i,
+        );
+        acks.push(w.append(b).await);
+    }
+    for (i, a) in acks.into_iter().enumerate() {
+        let a = a.await.unwrap().unwrap();
+        assert_eq!(
+            (a.first_offset, a.count, a.duplicate),
+            (8 * i as u64, 8, false)
+        );
+    }
+    let end = 8 * BATCHES;
+    // A retry of a batch acknowledged in an earlier segment gets its offsets back.
+    let retry = w
+        .append_wait(with_producer(
+            batch("p1190", 8, 1 << 10, 0, None),
+            77,
+            8 * 1190,
+        ))
+        .await
+        .unwrap();
+    assert_eq!((retry.first_offset, retry.duplicate), (8 * 1190, true));
+    assert_eq!(w.close().await.unwrap(), end);
+    let info = c.log.describe(&s).await.unwrap();
+    assert!(info.segments.len() >= 8, "{} segments", info.segments.len());
+    assert_eq!(info.segments[0].first_offset, 0);
+    assert_eq!(info.segments.last().unwrap().end_offset, end);
+    for pair in info.segments.windows(2) {
+        assert_eq!(pair[0].end_offset, pair[1].first_offset, "{pair:?}");
+    }
+    for g in &info.segments {
+        assert_eq!(g.state, SegmentState::Sealed, "{g:?}");
+        let (meta, _) = c
+            .log
+            .ledgers()
+            .metadata(dlog_api::LedgerId(g.ledger))
+            .await
+            .unwrap();
+        assert_eq!(meta.state, dlog_ledger::LedgerState::Closed, "{g:?}");
+    }
+    // The stream record promises the next writer only batches below the sealed end.
+    let state = c.log.load(&s).await.unwrap();
+    assert!(
+        state.record.producers[&77]
+            .iter()
+            .all(|b| b.first_offset + u64::from(b.count) <= end)
+    );
+    let all = read_range(&c.log, &s, 0, end).await;
+    assert_eq!(all.len() as u64, end);
+    for (o, p) in all.iter().enumerate() {
+        let want = format!("p{}-{}-", o / 8, o % 8);
+        assert!(p.starts_with(want.as_bytes()), "offset {o}");
+    }
+    // A new writer recognises the last batch too (from the table in the stream record).
+    let w2 = StreamWriter::open(&c.log, &s, opts).await.unwrap();
+    let again = w2
+        .append_wait(with_producer(
+            batch("p1199", 8, 1 << 10, 0, None),
+            77,
+            8 * 1199,
+        ))
+        .await
+        .unwrap();
+    assert_eq!((again.first_offset, again.duplicate), (8 * 1199, true));
+    c.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tail_reader_sees_a_record_soon_after_its_ack() {
     let c = Cluster::start(Arc::new(SystemClock)).await;
@@ -306,15 +396,33 @@ async fn a_tail_reader_sees_a_record_soon_after_its_ack() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_writer_fences_the_old_one_and_keeps_every_ack() {
+    takeover("ns/takeover", StreamPolicy::default(), 50, 100).await;
+}
+
+/// The takeover happens while the old writer rolls small segments with entries in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_during_pipelined_rolls_keeps_every_ack() {
+    takeover("ns/takeover-rolling", small_segments(), 150, 20 << 10).await;
+}
+
+/// `batches` pipelined appends of two records of `size` bytes, and a new writer meanwhile.
+async fn takeover(stream: &str, policy: StreamPolicy, batches: u64, size: usize) {
     let c = Cluster::start(Arc::new(SystemClock)).await;
-    let (s, old) = c.stream("ns/takeover", StreamPolicy::default()).await;
+    let (s, old) = c.stream(stream, policy).await;
     let mut pending = Vec::new();
-    for i in 0..50u64 {
+    for i in 0..batches {
         pending.push(
-            old.append(with_producer(batch("old", 2, 100, 0, None), 9, 2 * i))
+            old.append(with_producer(batch("old", 2, size, 0, None), 9, 2 * i))
                 .await,
         );
     }
+    // Take over once a third has been acknowledged (or at once, if that takes long).
+    let mut acked_end = old.acked_end();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        acked_end.wait_for(|&e| e >= 2 * batches / 3),
+    )
+    .await;
     let new = StreamWriter::open(&c.log, &s, WriterOptions::default())
         .await
         .unwrap();
@@ -354,15 +462,15 @@ async fn a_new_writer_fences_the_old_one_and_keeps_every_ack() {
         (Some(0), None),
         "{first:?}"
     );
-    // A retry of an old batch through the new writer is recognised (its table came from the
-    // recovered segment), with the original offsets.
+    // A retry of the last acknowledged batch through the new writer is recognised (its table
+    // came from the last seal and the recovered segment), with the original offsets.
     if acked >= 2 {
         let retry = new
-            .append_wait(with_producer(batch("old", 2, 100, 0, None), 9, 0))
+            .append_wait(with_producer(batch("old", 2, size, 0, None), 9, acked - 2))
             .await
             .unwrap();
         assert!(retry.duplicate);
-        assert_eq!(retry.first_offset, 0);
+        assert_eq!(retry.first_offset, acked - 2);
     }
     c.stop().await;
 }

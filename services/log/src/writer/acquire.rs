@@ -28,15 +28,19 @@ pub(super) struct SealedEnd {
 }
 
 /// One segment switch: where the open segment ends (if there is one), where the next starts,
-/// what comes next, and the ledger prepared for it.
+/// what comes next.
 pub(super) struct Switch {
     pub sealed: Option<SealedEnd>,
     pub start: u64,
     pub next: Next,
-    pub spare: Option<LedgerWriter>,
     /// The sealed segment ledger's closing metadata write, committed with the seal.
     pub close: Option<Op>,
+    /// The producers' batches below `start`, kept in the stream record for the next writer.
+    pub producers: Producers,
 }
+
+/// Each producer's last batches.
+pub(super) type Producers = std::collections::BTreeMap<u64, Vec<ProducerBatch>>;
 
 /// What a segment switch does besides sealing the open segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,33 +58,9 @@ pub(super) async fn acquire(
     name: &StreamName,
     opts: WriterOptions,
 ) -> Result<Task, LogError> {
-    let state = log.load(name).await?;
-    if state.record.ended {
-        return Err(LogError::StreamEnded(name.to_string()));
-    }
     // 1. Take the stream: every older writer's next commit now fails.
-    let mut rec = state.record.clone();
-    rec.epoch += 1;
-    let epoch = rec.epoch;
-    let version = log
-        .store
-        .commit(vec![Op::put(
-            stream_key(name),
-            rec.encode(),
-            Expect::Version(state.version),
-        )])
-        .await
-        .map_err(|e| match e {
-            MetadataError::Conflict { .. } => {
-                LogError::Fenced(format!("{name} was taken by another writer meanwhile"))
-            }
-            e => e.into(),
-        })?;
-    let mut state = StreamState {
-        record: rec,
-        version,
-        ..state
-    };
+    let mut state = take(log, name).await?;
+    let epoch = state.record.epoch;
     let mut dedup = DedupTable::from_snapshot(&state.record.producers);
     // 2. Seal what the previous writer left open, at its true end.
     let sealed = match state.open_segment().cloned() {
@@ -98,15 +78,18 @@ pub(super) async fn acquire(
             )
         }
     };
+    // Batches remembered at or past the true end never made it into the stream: a retry of
+    // one is new.
+    dedup.forget_from(end);
     // 3. Open a new segment (and seal the old one) in one commit.
     let switch = Switch {
         sealed,
         start: end,
         next: Next::Open,
-        spare: None,
         close: None,
+        producers: dedup.snapshot_below(end),
     };
-    let seg = switch_segment(log, &mut state, epoch, &dedup, switch)
+    let seg = switch_segment(log, &mut state, epoch, switch, None)
         .await?
         .expect("Next::Open opens a segment");
     info!(stream = %name, epoch, segment = seg.seq, start = end, "writer acquired the stream");
@@ -122,6 +105,46 @@ pub(super) async fn acquire(
         max_txid,
         dedup,
     ))
+}
+
+/// Bumps the stream's epoch. A stream record changed meanwhile by the current writer (a roll)
+/// or an admin is read again; one changed by another new writer means that one won.
+async fn take(log: &Log, name: &StreamName) -> Result<StreamState, LogError> {
+    let mut state = log.load(name).await?;
+    for _ in 0..10 {
+        if state.record.ended {
+            return Err(LogError::StreamEnded(name.to_string()));
+        }
+        let mut rec = state.record.clone();
+        rec.epoch += 1;
+        let put = Op::put(
+            stream_key(name),
+            rec.encode(),
+            Expect::Version(state.version),
+        );
+        match log.store.commit(vec![put]).await {
+            Ok(version) => {
+                return Ok(StreamState {
+                    record: rec,
+                    version,
+                    ..state
+                });
+            }
+            Err(MetadataError::Conflict { .. }) => {
+                let fresh = log.load(name).await?;
+                if fresh.record.epoch != state.record.epoch {
+                    return Err(LogError::Fenced(format!(
+                        "{name} was taken by another writer meanwhile"
+                    )));
+                }
+                state = fresh;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(LogError::Unavailable(format!(
+        "{name}: the stream record kept changing while a writer took it"
+    )))
 }
 
 /// Recovers the open segment's ledger (fencing its writer) and reads where it really ends;
@@ -209,40 +232,58 @@ async fn first_values(
 }
 
 /// Seals the open segment of `state` at `sealed` (if any) and, as `next` says, opens the next
-/// one on a new ledger (`spare` if given, created ahead of time) or ends the stream — in one
-/// commit guarded by the stream record's version. A lost compare-and-set because of a newer epoch is `Fenced`; one because of an
-/// admin change (policy, truncation) is retried on the fresh state.
+/// one on a new ledger (`spare` if given, created ahead of time) or ends the stream.
 pub(super) async fn switch_segment(
     log: &Log,
     state: &mut StreamState,
     epoch: u64,
-    dedup: &DedupTable,
     switch: Switch,
+    mut spare: Option<LedgerWriter>,
 ) -> Result<Option<Segment>, LogError> {
-    let Switch {
-        sealed,
-        start,
-        next,
-        mut spare,
-        close,
-    } = switch;
-    if next != Next::Open
+    if switch.next != Next::Open
         && let Some(l) = spare.take()
     {
         discard(log, l).await;
     }
-    for _ in 0..5 {
-        let ledger = match (next, spare.take()) {
-            (Next::Open, Some(l)) => Some(l),
-            (Next::Open, None) => {
-                let q = quorum(&state.record.policy)?;
-                Some(log.ledgers.create(q, Epoch(epoch)).await?)
+    let ledger = match (switch.next, spare) {
+        (Next::Open, Some(l)) => Some(l),
+        (Next::Open, None) => {
+            let q = quorum(&state.record.policy)?;
+            Some(log.ledgers.create(q, Epoch(epoch)).await?)
+        }
+        (Next::None | Next::EndStream, _) => None,
+    };
+    let id = ledger.as_ref().map(|l| l.id());
+    match commit_switch(log, state, epoch, &switch, id).await {
+        Ok((seq, created_ms)) => Ok(ledger.map(|ledger| Segment {
+            seq,
+            ..Segment::new(ledger, switch.start, created_ms)
+        })),
+        Err(e) => {
+            if let Some(l) = ledger {
+                discard(log, l).await;
             }
-            (Next::None | Next::EndStream, _) => None,
-        };
+            Err(e)
+        }
+    }
+}
+
+/// Commits a segment switch: the seal of the open segment at `switch.sealed`, the stream
+/// record, and the next open segment on `ledger` (if `switch.next` opens one) — in one commit
+/// guarded by the stream record's version. A lost compare-and-set because of a newer epoch is
+/// `Fenced`; one because of an admin change (policy, truncation) is retried on the fresh state,
+/// with the same ledger. Returns the new segment's number and creation time.
+pub(super) async fn commit_switch(
+    log: &Log,
+    state: &mut StreamState,
+    epoch: u64,
+    switch: &Switch,
+    ledger: Option<LedgerId>,
+) -> Result<(u64, i64), LogError> {
+    for _ in 0..5 {
         let now = log.now_ms();
-        let mut ops: Vec<Op> = close.iter().cloned().collect();
-        if let (Some((open, v)), Some(s)) = (state.open_segment(), sealed) {
+        let mut ops: Vec<Op> = switch.close.iter().cloned().collect();
+        if let (Some((open, v)), Some(s)) = (state.open_segment(), switch.sealed) {
             let mut done = open.clone();
             done.state = SegmentState::Sealed;
             done.end_offset = s.end_offset;
@@ -260,8 +301,8 @@ pub(super) async fn switch_segment(
         }
         let seq = state.record.next_seq;
         let mut rec = state.record.clone();
-        rec.producers = dedup.snapshot();
-        rec.ended |= next == Next::EndStream;
+        rec.producers = switch.producers.clone();
+        rec.ended |= switch.next == Next::EndStream;
         if ledger.is_some() {
             rec.next_seq += 1;
         }
@@ -270,14 +311,14 @@ pub(super) async fn switch_segment(
             rec.encode(),
             Expect::Version(state.version),
         ));
-        if let Some(l) = &ledger {
+        if let Some(l) = ledger {
             let seg_rec = SegmentRecord {
                 seq,
-                ledger: l.id().0,
+                ledger: l.0,
                 epoch,
                 state: SegmentState::Open,
-                first_offset: start,
-                end_offset: start,
+                first_offset: switch.start,
+                end_offset: switch.start,
                 bytes: 0,
                 created_ms: now,
                 sealed_ms: None,
@@ -293,25 +334,8 @@ pub(super) async fn switch_segment(
             ));
         }
         match log.store.commit(ops).await {
-            Ok(_) => {
-                return Ok(ledger.map(|ledger| Segment {
-                    seq,
-                    ledger,
-                    first_offset: start,
-                    bytes: 0,
-                    created_ms: now,
-                    entries: 0,
-                    sent: 0,
-                    max_ts: None,
-                    max_txid: None,
-                    first_ts: None,
-                    min_txid: None,
-                }));
-            }
+            Ok(_) => return Ok((seq, now)),
             Err(MetadataError::Conflict { .. }) => {
-                if let Some(l) = ledger {
-                    discard(log, l).await;
-                }
                 let fresh = log.load(&state.name).await?;
                 let ours = fresh.open_segment().map(|(s, _)| s.seq)
                     == state.open_segment().map(|(s, _)| s.seq);
@@ -323,12 +347,7 @@ pub(super) async fn switch_segment(
                 }
                 *state = fresh;
             }
-            Err(e) => {
-                if let Some(l) = ledger {
-                    discard(log, l).await;
-                }
-                return Err(e.into());
-            }
+            Err(e) => return Err(e.into()),
         }
     }
     Err(LogError::Unavailable(format!(

@@ -11,8 +11,11 @@
 //! `max_entry_bytes` (without re-encoding them) and pipelines the entries to the segment's
 //! ledger. An append is answered, in offset order, once its entry is durable on Qa bookies.
 //!
-//! **Rolling** (segment size or age): wait for the entries in flight, close the ledger, then
-//! seal the segment and open the next in one commit.
+//! **Rolling** by size is pipelined (`task/roll.rs`): entries go on to the next segment's
+//! ledger, created ahead of time, while the full segment's last entries complete; then one
+//! commit closes the full ledger, seals its segment and opens the next. The next segment's
+//! appends are answered only after that commit. Rolling by age, and sealing on close, wait
+//! for the entries in flight first.
 //!
 //! **A failing ledger** (bookies lost and no replacement): recover the ledger to learn exactly
 //! which entries made it, answer those appends, fail the others (they are definitely not in

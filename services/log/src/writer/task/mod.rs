@@ -12,6 +12,7 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use self::roll::Rolling;
 use super::acquire::{
     Next, SealedEnd, Switch, discard, recover_ledger, spare_ledger, switch_segment,
 };
@@ -41,6 +42,48 @@ pub(super) struct Segment {
     pub first_ts: Option<i64>,
     pub min_txid: Option<u64>,
 }
+
+impl Segment {
+    /// A new, empty segment on `ledger` starting at `first_offset` (numbered once committed).
+    pub fn new(ledger: LedgerWriter, first_offset: u64, created_ms: i64) -> Segment {
+        Segment {
+            seq: 0,
+            ledger,
+            first_offset,
+            bytes: 0,
+            created_ms,
+            entries: 0,
+            sent: 0,
+            max_ts: None,
+            max_txid: None,
+            first_ts: None,
+            min_txid: None,
+        }
+    }
+
+    /// Takes in an acknowledged entry.
+    fn absorb(&mut self, f: &InFlight) {
+        self.bytes += f.bytes as u64;
+        self.max_ts = Some(f.max_ts);
+        self.max_txid = f.max_txid;
+        self.first_ts = self.first_ts.or(Some(f.first_ts));
+        self.min_txid = self.min_txid.or(f.min_txid);
+    }
+
+    /// Where the segment ends once its acknowledged entries are all it has.
+    fn sealed_end(&self, end_offset: u64) -> SealedEnd {
+        SealedEnd {
+            end_offset,
+            bytes: self.bytes,
+            max_ts: self.max_ts,
+            max_txid: self.max_txid,
+            first_ts: self.first_ts,
+            min_txid: self.min_txid,
+        }
+    }
+}
+
+mod roll;
 
 /// An entry on its way to the bookies.
 struct InFlight {
@@ -98,6 +141,8 @@ pub(super) struct Task {
     /// The next segment's ledger, created while this one fills, so that a roll costs one
     /// metadata commit rather than a ledger creation too.
     spare: Option<tokio::task::JoinHandle<Result<LedgerWriter, LogError>>>,
+    /// A roll in progress: the full segment drains and seals while appends go to the next.
+    rolling: Option<Rolling>,
 }
 
 impl Task {
@@ -133,6 +178,7 @@ impl Task {
             acked: watch::Sender::new(end),
             packing: Packing::default(),
             spare: None,
+            rolling: None,
         }
     }
 
@@ -144,6 +190,12 @@ impl Task {
             let age_due = self.age_deadline();
             tokio::select! {
                 biased;
+                r = roll::committed(&mut self.rolling), if roll::committing(&self.rolling) => {
+                    if let Err(e) = self.on_roll_committed(r) {
+                        self.stop(&mut rx, e);
+                        return;
+                    }
+                }
                 Some(r) = self.acks.next(), if !self.acks.is_empty() => {
                     let r = match r.unwrap_or(Err(WriteError::Closed)) {
                         Ok(_) => {
@@ -153,7 +205,7 @@ impl Task {
                         Err(e) => self.on_ledger_failure(e).await,
                     };
                     if let Err(e) = r {
-                        self.fail_all(e);
+                        self.stop(&mut rx, e);
                         return;
                     }
                 }
@@ -186,17 +238,27 @@ impl Task {
                         }
                     }
                     if let Err(e) = self.flush().await {
-                        self.fail_all(e);
+                        self.stop(&mut rx, e);
                         return;
                     }
                 }
                 _ = tokio::time::sleep(age_due) => {
                     if let Err(e) = self.maybe_roll().await {
-                        self.fail_all(e);
+                        self.stop(&mut rx, e);
                         return;
                     }
                 }
             }
+        }
+    }
+
+    /// Stops the writer on a terminal error: fails everything pending and everything still
+    /// queued in the mailbox with it.
+    fn stop(&mut self, rx: &mut mpsc::Receiver<Msg>, e: LogError) {
+        self.fail_all(e.clone());
+        rx.close();
+        while let Ok(m) = rx.try_recv() {
+            refuse(m, e.clone());
         }
     }
 
@@ -314,7 +376,14 @@ impl Task {
             if self.seg.sent >= self.policy.segment_bytes && self.seg.entries > 0 {
                 // The segment is full with what is in flight: roll before sending more.
                 self.ready.push_front(ready);
-                self.finish_segment(Next::Open).await?;
+                if self.rolling.is_some() {
+                    // The next segment filled up before the last roll committed.
+                    self.finish_roll().await?;
+                } else if let Some(spare) = self.take_spare().await {
+                    self.start_roll(spare);
+                } else {
+                    self.finish_segment(Next::Open).await?;
+                }
                 continue;
             }
             let Ready {
@@ -327,7 +396,10 @@ impl Task {
             let len = bytes.len();
             self.seg.sent += len as u64;
             let ack = self.seg.ledger.append(bytes).await;
-            self.acks.push_back(ack);
+            match &mut self.rolling {
+                Some(r) => r.hold(ack),
+                None => self.acks.push_back(ack),
+            }
             self.inflight.push_back(InFlight {
                 entry: self.seg.entries,
                 end_offset: entry.end_offset(),
@@ -353,15 +425,16 @@ impl Task {
             .pop_front()
             .expect("one acknowledgement per entry in flight");
         self.complete(f);
+        self.maybe_commit_roll();
     }
 
     fn complete(&mut self, f: InFlight) {
         self.pending_bytes -= f.bytes;
-        self.seg.bytes += f.bytes as u64;
-        self.seg.max_ts = Some(f.max_ts);
-        self.seg.max_txid = f.max_txid;
-        self.seg.first_ts = self.seg.first_ts.or(Some(f.first_ts));
-        self.seg.min_txid = self.seg.min_txid.or(f.min_txid);
+        let seg = match self.rolling.as_mut().and_then(Rolling::draining) {
+            Some(old) => old,
+            None => &mut self.seg,
+        };
+        seg.absorb(&f);
         self.acked.send_replace(f.end_offset);
         for (reply, a) in f.replies {
             let _ = reply.send(Ok(a));
@@ -380,6 +453,9 @@ impl Task {
     }
 
     async fn maybe_roll(&mut self) -> Result<(), LogError> {
+        if self.rolling.is_some() {
+            return Ok(());
+        }
         let age = self.log.now_ms() - self.seg.created_ms;
         let full = self.seg.bytes >= self.policy.segment_bytes;
         let old =
@@ -400,6 +476,7 @@ impl Task {
     /// Waits for the entries in flight, closes the ledger and switches segments (entries
     /// packed but not sent yet go to the next segment).
     async fn finish_segment(&mut self, next: Next) -> Result<u64, LogError> {
+        self.finish_roll().await?;
         while let Some(r) = self.acks.next().await {
             match r.unwrap_or(Err(WriteError::Closed)) {
                 Ok(_) => self.complete_front(),
@@ -412,17 +489,7 @@ impl Task {
         // The ledger's close is written in the same commit as the segment's seal: one synced
         // write on the roll's path, and never a sealed segment over an open ledger.
         let (sealed, close) = match self.seg.ledger.close_op().await {
-            Ok(op) => (
-                SealedEnd {
-                    end_offset: *self.acked.borrow(),
-                    bytes: self.seg.bytes,
-                    max_ts: self.seg.max_ts,
-                    max_txid: self.seg.max_txid,
-                    first_ts: self.seg.first_ts,
-                    min_txid: self.seg.min_txid,
-                },
-                Some(op),
-            ),
+            Ok(op) => (self.seg.sealed_end(*self.acked.borrow()), Some(op)),
             Err(e) => (self.recover_here(e).await?, None),
         };
         self.switch_closing(sealed, next, close).await
@@ -488,10 +555,10 @@ impl Task {
             sealed: Some(sealed),
             start: end,
             next,
-            spare,
             close,
+            producers: self.dedup.snapshot_below(end),
         };
-        let seg = switch_segment(&self.log, &mut state, self.epoch, &self.dedup, switch).await?;
+        let seg = switch_segment(&self.log, &mut state, self.epoch, switch, spare).await?;
         self.policy = state.record.policy.clone();
         info!(
             stream = %self.name,
@@ -511,6 +578,7 @@ impl Task {
     /// bookies are gone. In the second case, recover it, keep what made it, and go on in a
     /// new segment.
     async fn on_ledger_failure(&mut self, e: WriteError) -> Result<(), LogError> {
+        self.abort_roll();
         let sealed = self.recover_here(e).await?;
         self.switch(sealed, Next::Open).await.map(|_| ())
     }
@@ -554,13 +622,7 @@ impl Task {
                 .into_iter()
                 .filter(|(_, a)| a.first_offset + u64::from(a.count) > end),
         );
-        let why = format!(
-            "not appended: the bookies of {}'s segment failed; retry",
-            self.name
-        );
-        for (reply, _) in failed {
-            let _ = reply.send(Err(LogError::Unavailable(why.clone())));
-        }
+        self.not_appended(failed);
         self.dedup.forget_from(end);
         self.next_offset = end;
         if let Some(ts) = self.seg.max_ts {
@@ -575,6 +637,17 @@ impl Task {
             first_ts: self.seg.first_ts,
             min_txid: self.seg.min_txid,
         })
+    }
+
+    /// Fails appends that are definitely not in the stream (safe to retry).
+    fn not_appended(&self, failed: Vec<(Reply, Appended)>) {
+        let why = format!(
+            "not appended: the bookies of {}'s segment failed; retry",
+            self.name
+        );
+        for (reply, _) in failed {
+            let _ = reply.send(Err(LogError::Unavailable(why.clone())));
+        }
     }
 
     fn fail_all(&mut self, e: LogError) {
@@ -595,6 +668,12 @@ impl Task {
         replies.extend(self.dup_waiters.drain(..).map(|(r, _)| r));
         for r in replies {
             let _ = r.send(Err(e.clone()));
+        }
+        if let Some(r) = self.rolling.take() {
+            // A seal being committed goes on by itself: the next writer recovers whichever
+            // segment it leaves open. Until it commits, the next segment's ledger is named
+            // nowhere and holds nothing acknowledged.
+            r.detach();
         }
         if let Some(h) = self.spare.take() {
             let log = self.log.clone();
