@@ -29,6 +29,11 @@ pub struct AppendBenchArgs {
     /// How long to append, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Seconds of appends at the same rate before the measurement starts; they are neither
+    /// counted nor timed (a fresh process's first appends pay one-time costs: connections,
+    /// first journal files, buffers).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// Offered records per second (default: as fast as acknowledgements allow).
     #[arg(long)]
     pub rate: Option<f64>,
@@ -53,7 +58,9 @@ pub struct AppendReport {
     pub inflight: usize,
     /// Offered rate, if capped.
     pub rate: Option<f64>,
-    /// Seconds from the first append to the last acknowledgement.
+    /// Seconds of uncounted appends before the measurement.
+    pub warmup_s: f64,
+    /// Seconds from the first measured append to the last acknowledgement.
     pub seconds: f64,
     /// Acknowledged records.
     pub records: u64,
@@ -82,6 +89,10 @@ pub struct AppendReport {
 pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::Result<()> {
     let size = check_size(client, args.size, 1)?;
     check_seconds(args.seconds)?;
+    anyhow::ensure!(
+        args.warmup.is_finite() && (0.0..=3600.0).contains(&args.warmup),
+        "--warmup must be between 0 and 3600 seconds"
+    );
     check_rate(args.rate)?;
     anyhow::ensure!(
         (1..=65_536).contains(&args.inflight),
@@ -104,27 +115,30 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
     );
     let payload = random_payload(size);
     let tally = Tally::default();
-    let (acks, mut rx) = mpsc::channel::<(Instant, AppendFuture)>(1 << 16);
+    // (sent at, acknowledgement, counted: false during the warm-up)
+    let (acks, mut rx) = mpsc::channel::<(Instant, AppendFuture, bool)>(1 << 16);
     let t = tally.clone();
     let collector = tokio::spawn(async move {
-        while let Some((sent, ack)) = rx.recv().await {
+        while let Some((sent, ack, counted)) = rx.recv().await {
             match ack.await {
-                Ok(_) => t.ok(sent.elapsed(), size as u64),
+                Ok(_) if counted => t.ok(sent.elapsed(), size as u64),
+                Ok(_) => {}
                 Err(e) => t.error(e),
             }
         }
     });
 
-    let bar = progress_bar((args.seconds * 10.0) as u64, "ds");
-    let start = Instant::now();
+    let bar = progress_bar(((args.warmup + args.seconds) * 10.0) as u64, "ds");
+    let begin = Instant::now();
+    let start = begin + Duration::from_secs_f64(args.warmup);
     let deadline = start + Duration::from_secs_f64(args.seconds);
     let mut pacer = Pacer::new(args.rate);
-    let mut last_tick = start;
+    let mut last_tick = begin;
     while Instant::now() < deadline {
         pacer.wait().await;
         let sent = Instant::now();
         let ack = writer.append(Record::new(payload.clone())).await;
-        if acks.send((sent, ack)).await.is_err() {
+        if acks.send((sent, ack, sent >= start)).await.is_err() {
             break;
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {
@@ -133,8 +147,12 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
             if errors > 0 {
                 break; // the writer has stopped: every later append would fail too
             }
+            bar.set_position((begin.elapsed().as_secs_f64() * 10.0) as u64);
+            if last_tick < start {
+                bar.set_message("warming up");
+                continue;
+            }
             let secs = start.elapsed().as_secs_f64();
-            bar.set_position((secs * 10.0) as u64);
             bar.set_message(format!(
                 "{:.0} records/s {:.1} MB/s",
                 ok as f64 / secs,
@@ -155,6 +173,7 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
         size: args.size,
         inflight: args.inflight,
         rate: args.rate,
+        warmup_s: args.warmup,
         seconds: elapsed.as_secs_f64(),
         records: t.ok,
         errors: t.errors,
@@ -170,8 +189,13 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
     let rate = report
         .rate
         .map_or_else(|| "unlimited".to_string(), |r| format!("{r:.0}/s"));
+    let warmup = if report.warmup_s > 0.0 {
+        format!(", after {:.1} s of warm-up", report.warmup_s)
+    } else {
+        String::new()
+    };
     outln!(
-        "append: {} records of {} B to {} in {:.1} s (inflight {}, offered rate {rate})",
+        "append: {} records of {} B to {} in {:.1} s (inflight {}, offered rate {rate}{warmup})",
         report.records,
         report.size,
         report.stream,

@@ -222,6 +222,82 @@ async fn exercise(d: &mut dyn Deployment) {
     assert_eq!(w.append(record(3001, 10)).await.await.unwrap().0, 3001);
 }
 
+/// The three client benchmarks run briefly against standalone and end with a JSON line whose
+/// figures add up; bad settings are refused before anything runs.
+#[test]
+fn the_client_benchmarks_report_what_they_measured() {
+    let dir = tempfile::tempdir().unwrap();
+    let sa = Standalone::start(&dir.path().join("data"));
+    let srv = sa.addr.clone();
+    let last_json = |out: &str| -> serde_json::Value {
+        serde_json::from_str(out.lines().last().unwrap_or("")).unwrap()
+    };
+    let (code, out, err) = dlog(
+        &srv,
+        &[
+            "bench",
+            "append",
+            "--size",
+            "100",
+            "--seconds",
+            "1",
+            "--warmup",
+            "0.5",
+            "--rate",
+            "2000",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let a = last_json(&out);
+    assert_eq!(
+        (a["bench"].as_str(), a["errors"].as_u64()),
+        (Some("append"), Some(0))
+    );
+    assert_eq!(a["warmup_s"].as_f64(), Some(0.5));
+    // About 2,000 measured records, not the warm-up's 1,000 more.
+    let records = a["records"].as_u64().unwrap();
+    assert!((1_000..=2_400).contains(&records), "{a}");
+    assert!(a["p50_ms"].as_f64().unwrap() > 0.0 && a["p99_ms"].as_f64() <= a["max_ms"].as_f64());
+    let (_, out, _) = dlog(&srv, &["stream", "describe", "bench/append", "--json"], "");
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let end = described["end_offset"].as_u64().unwrap();
+    assert!(end >= records + 500, "the warm-up appended too (end {end})");
+
+    let (code, out, err) = dlog(
+        &srv,
+        &["bench", "tail", "--rate", "500", "--seconds", "1", "--json"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let t = last_json(&out);
+    assert_eq!(
+        (t["missing"].as_u64(), t["errors"].as_u64()),
+        (Some(0), Some(0)),
+        "{t}"
+    );
+    assert_eq!(t["acked"], t["read"], "{t}");
+
+    let (code, out, err) = dlog(&srv, &["bench", "catchup", "--bytes", "4MiB", "--json"], "");
+    assert_eq!(code, 0, "{err}");
+    let c = last_json(&out);
+    assert_eq!(c["bytes"].as_u64(), Some(4 << 20), "{c}");
+    assert!(c["read_mb_per_s"].as_f64().unwrap() > 0.0);
+
+    for (args, text) in [
+        (vec!["bench", "append", "--warmup=-1"], "--warmup"),
+        (vec!["bench", "append", "--inflight", "0"], "--inflight"),
+        (vec!["bench", "tail", "--rate", "0"], "rate"),
+        (vec!["bench", "catchup", "--bytes", "0"], "bytes"),
+    ] {
+        let (code, _, err) = dlog(&srv, &args, "");
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(text), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn standalone_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();

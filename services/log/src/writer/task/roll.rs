@@ -41,6 +41,9 @@ pub(in crate::writer) struct Rolling {
     /// The producers' batches below the roll point.
     producers: Producers,
     commit: Option<JoinHandle<Result<Committed, LogError>>>,
+    /// When the roll started, and when the full segment had drained (for the log).
+    started: std::time::Instant,
+    drained: Option<std::time::Instant>,
 }
 
 /// The seal of the full segment and the opening of the next, committed.
@@ -104,6 +107,8 @@ impl Task {
             held: VecDeque::new(),
             producers: self.dedup.snapshot_below(start),
             commit: None,
+            started: std::time::Instant::now(),
+            drained: None,
         });
         self.maybe_commit_roll();
     }
@@ -121,6 +126,7 @@ impl Task {
             .old
             .take()
             .expect("the full segment until its commit starts");
+        r.drained = Some(std::time::Instant::now());
         let start = self.seg.first_offset;
         let switch = Switch {
             sealed: Some(old.sealed_end(start)),
@@ -147,10 +153,14 @@ impl Task {
     ) -> Result<(), LogError> {
         let rolling = self.rolling.take().expect("a roll was committing");
         let c = r.map_err(|e| LogError::Internal(format!("segment seal task: {e}")))??;
+        let drained = rolling.drained.unwrap_or(rolling.started);
         info!(
             stream = %self.name,
             next = c.seq,
             start = self.seg.first_offset,
+            drain_ms = (drained - rolling.started).as_secs_f64() * 1e3,
+            commit_ms = drained.elapsed().as_secs_f64() * 1e3,
+            held = rolling.held.len(),
             "segment sealed; the next one had taken appends meanwhile"
         );
         self.seg.seq = c.seq;
