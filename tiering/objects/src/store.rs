@@ -1,0 +1,263 @@
+//! Buckets: an object store and the prefix under which dlog keeps its keys.
+//!
+//! A bucket is named by a URL: `file:///path` (a local folder; `dlogd standalone`'s default)
+//! or `s3://bucket/prefix` (any S3-compatible service). S3 settings come from [`S3Options`]
+//! and, for whatever they leave unset, from the usual AWS environment (`AWS_ACCESS_KEY_ID`,
+//! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`, …) and, on
+//! EC2, the instance profile.
+//!
+//! Every write is a conditional create: a key, once written, is never overwritten.
+
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{
+    ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+};
+
+use crate::error::ObjectError;
+
+/// S3 settings that override the environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Options {
+    /// e.g. `http://127.0.0.1:8333` for a local S3-compatible server.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Path-style requests (`endpoint/bucket/key`), which most S3-compatible servers need.
+    /// Default: on when an endpoint is given, off for AWS.
+    pub path_style: Option<bool>,
+    /// Allow `http://` endpoints (default: only when the endpoint says `http://`).
+    pub allow_http: Option<bool>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// An object store and the prefix of dlog's keys in it.
+#[derive(Debug, Clone)]
+pub struct Bucket {
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    url: String,
+}
+
+impl Bucket {
+    /// Opens the bucket a URL names: `file:///path` or `s3://bucket[/prefix]`.
+    pub fn open(url: &str, s3: &S3Options) -> Result<Bucket, ObjectError> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(ObjectError::Invalid(format!(
+                    "{url}: a file URL needs an absolute path (file:///path)"
+                )));
+            }
+            return Bucket::local(FsPath::new(path));
+        }
+        let Some(rest) = url.strip_prefix("s3://") else {
+            return Err(ObjectError::Invalid(format!(
+                "{url}: expected file:///path or s3://bucket/prefix"
+            )));
+        };
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.is_empty() {
+            return Err(ObjectError::Invalid(format!("{url}: no bucket name")));
+        }
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                max_retries: 5,
+                retry_timeout: Duration::from_secs(30),
+                ..RetryConfig::default()
+            });
+        if let Some(e) = &s3.endpoint {
+            b = b
+                .with_endpoint(e)
+                .with_allow_http(s3.allow_http.unwrap_or(e.starts_with("http://")))
+                .with_virtual_hosted_style_request(!s3.path_style.unwrap_or(true));
+        } else if let Some(p) = s3.path_style {
+            b = b.with_virtual_hosted_style_request(!p);
+        }
+        if let Some(a) = s3.allow_http {
+            b = b.with_allow_http(a);
+        }
+        if let Some(r) = &s3.region {
+            b = b.with_region(r);
+        }
+        if let Some(k) = &s3.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(k) = &s3.secret_access_key {
+            b = b.with_secret_access_key(k);
+        }
+        let store = b
+            .build()
+            .map_err(|e| ObjectError::Invalid(format!("{url}: {e}")))?;
+        Ok(Bucket {
+            store: Arc::new(store),
+            prefix: prefix.trim_matches('/').to_string(),
+            url: url.to_string(),
+        })
+    }
+
+    /// A local folder (created if missing).
+    pub fn local(dir: &FsPath) -> Result<Bucket, ObjectError> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| ObjectError::Invalid(format!("create {}: {e}", dir.display())))?;
+        let store = LocalFileSystem::new_with_prefix(dir)
+            .map_err(|e| ObjectError::Invalid(format!("{}: {e}", dir.display())))?;
+        Ok(Bucket {
+            store: Arc::new(store),
+            prefix: String::new(),
+            url: format!("file://{}", dir.display()),
+        })
+    }
+
+    /// A bucket over any store (a fault-injecting wrapper in tests, for one).
+    pub fn from_store(store: Arc<dyn ObjectStore>, prefix: &str, url: &str) -> Bucket {
+        Bucket {
+            store,
+            prefix: prefix.trim_matches('/').to_string(),
+            url: url.to_string(),
+        }
+    }
+
+    /// The URL it was opened from.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying store and the full path of `key` in it (for Parquet's async reader).
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The store path of a key relative to the bucket's prefix.
+    pub fn path(&self, key: &str) -> Path {
+        if self.prefix.is_empty() {
+            Path::from(key)
+        } else {
+            Path::from(format!("{}/{key}", self.prefix))
+        }
+    }
+
+    /// The key relative to the prefix of a store path.
+    fn relative(&self, p: &Path) -> String {
+        let s = p.as_ref();
+        if self.prefix.is_empty() {
+            return s.to_string();
+        }
+        s.strip_prefix(&self.prefix)
+            .map(|r| r.trim_start_matches('/').to_string())
+            .unwrap_or_else(|| s.to_string())
+    }
+
+    /// Writes `bytes` at `key` unless something is there already ([`ObjectError::AlreadyExists`]).
+    pub async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.store
+            .put_opts(&self.path(key), PutPayload::from(bytes), opts)
+            .await
+            .map(|_| ())
+            .map_err(|e| ObjectError::from_store(e, key))
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {
+        let r = self
+            .store
+            .get(&self.path(key))
+            .await
+            .map_err(|e| ObjectError::from_store(e, key))?;
+        r.bytes().await.map_err(|e| ObjectError::from_store(e, key))
+    }
+
+    pub async fn get_range(&self, key: &str, range: Range<u64>) -> Result<Bytes, ObjectError> {
+        self.store
+            .get_range(&self.path(key), range)
+            .await
+            .map_err(|e| ObjectError::from_store(e, key))
+    }
+
+    /// Size and time of an object.
+    pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
+        self.store
+            .head(&self.path(key))
+            .await
+            .map_err(|e| ObjectError::from_store(e, key))
+    }
+
+    /// Every key under `dir` (recursively), relative to the bucket's prefix, in key order.
+    pub async fn list(&self, dir: &str) -> Result<Vec<(String, u64)>, ObjectError> {
+        let p = self.path(dir);
+        let mut out: Vec<(String, u64)> = self
+            .store
+            .list(Some(&p))
+            .map_ok(|m| (self.relative(&m.location), m.size))
+            .try_collect()
+            .await
+            .map_err(|e| ObjectError::from_store(e, dir))?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// The folders directly under `dir` (their names only).
+    pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
+        let p = self.path(dir);
+        let r = self
+            .store
+            .list_with_delimiter(Some(&p))
+            .await
+            .map_err(|e| ObjectError::from_store(e, dir))?;
+        let mut out: Vec<String> = r
+            .common_prefixes
+            .iter()
+            .filter_map(|c| c.filename().map(str::to_string))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes `key`; a missing key is not an error (deletes are retried).
+    pub async fn delete(&self, key: &str) -> Result<(), ObjectError> {
+        match self.store.delete(&self.path(key)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(ObjectError::from_store(e, key)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        for (url, why) in [
+            ("gs://b/p", "expected file:///path or s3://bucket/prefix"),
+            ("file://relative/x", "absolute path"),
+            ("s3:///prefix", "no bucket name"),
+        ] {
+            let e = Bucket::open(url, &S3Options::default()).unwrap_err();
+            assert!(e.to_string().contains(why), "{url}: {e}");
+            assert!(!e.is_retryable());
+        }
+        let b = Bucket::open(
+            "s3://data/dlog/prod/",
+            &S3Options {
+                endpoint: Some("http://127.0.0.1:1".into()),
+                region: Some("us-east-1".into()),
+                ..S3Options::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(b.path("streams/a/b").as_ref(), "dlog/prod/streams/a/b");
+        assert_eq!(b.relative(&b.path("streams/a/b")), "streams/a/b");
+    }
+}
