@@ -242,8 +242,15 @@ pub struct SegmentInfo {
     /// Sequence number within the stream: 0, 1, 2 …
     pub seq: u64,
     pub state: SegmentState,
-    /// Where its records live: `bookies` while hot.
+    /// Where its records are read from: `bookies` while hot, `objects` once offloaded (its
+    /// bookie copy may remain for a grace period: `bookies+objects`).
     pub tier: String,
+    /// The object holding it, once offloaded (relative to the bucket's prefix).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_key: Option<String>,
+    /// That object's size in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_bytes: Option<u64>,
     pub ledger: u64,
     /// The writer epoch that wrote it.
     pub epoch: u64,

@@ -104,3 +104,16 @@ impl From<WriteError> for LogError {
         }
     }
 }
+
+impl From<dlog_objects::ObjectError> for LogError {
+    fn from(e: dlog_objects::ObjectError) -> Self {
+        use dlog_objects::ObjectError as O;
+        match e {
+            O::Unavailable(_) => LogError::Unavailable(e.to_string()),
+            O::Corrupt { .. } | O::NotFound(_) => LogError::Corrupt(e.to_string()),
+            O::Invalid(_) => LogError::BadRequest(e.to_string()),
+            O::AlreadyExists(_) | O::ManifestConflict { .. } => LogError::Conflict(e.to_string()),
+            O::Internal(_) => LogError::Internal(e.to_string()),
+        }
+    }
+}

@@ -136,6 +136,27 @@ pub struct SegmentRecord {
     pub first_timestamp_ms: Option<i64>,
     #[serde(default)]
     pub min_txid: Option<u64>,
+    /// The object holding this (sealed) segment, once offloaded and committed to the
+    /// stream's manifest; reads go to it from then on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<SegmentObject>,
+    /// When the segment's ledger was deleted from the bookies (after its offload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_deleted_ms: Option<i64>,
+}
+
+/// Where an offloaded segment lives in the object tier. One object may hold several adjacent
+/// segments (compaction): its range covers theirs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentObject {
+    /// Relative to the bucket's prefix.
+    pub key: String,
+    pub size: u64,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    /// The object's record checksum (see `dlog_objects::segment`).
+    pub crc32c: u32,
+    pub offloaded_ms: i64,
 }
 
 impl SegmentRecord {
@@ -152,7 +173,14 @@ impl SegmentRecord {
         SegmentInfo {
             seq: self.seq,
             state: self.state,
-            tier: "bookies".into(),
+            tier: match (&self.object, self.local_deleted_ms) {
+                (None, _) => "bookies",
+                (Some(_), None) => "bookies+objects",
+                (Some(_), Some(_)) => "objects",
+            }
+            .into(),
+            object_key: self.object.as_ref().map(|o| o.key.clone()),
+            object_bytes: self.object.as_ref().map(|o| o.size),
             ledger: self.ledger,
             epoch: self.epoch,
             first_offset: self.first_offset,

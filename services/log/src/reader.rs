@@ -9,14 +9,15 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use dlog_api::record::{RecordSetLimits, decode_record_set};
+use dlog_api::record::{RecordSetLimits, decode_record_set, encode_record_set};
 use dlog_api::stream::{SegmentState, StreamName};
+use dlog_api::{Compression, Record};
 use dlog_api::{EntryId, LedgerId};
 use dlog_ledger::{LedgerReader, LedgerState};
 
 use crate::entry::StreamEntry;
 use crate::error::LogError;
-use crate::meta::{SegmentRecord, StreamState};
+use crate::meta::{SegmentObject, SegmentRecord, StreamState};
 use crate::streams::Log;
 
 /// How often a reader waiting at the end of a stream without an open segment looks again.
@@ -132,6 +133,12 @@ impl StreamReader {
                 .map(|(s, _)| s.clone());
             match seg {
                 Some(seg) if seg.state == SegmentState::Open || offset < seg.end_offset => {
+                    if let Some(obj) = &seg.object {
+                        // Offloaded: the committed metadata sends the reader to the object.
+                        let mut b = self.read_object(obj, offset, max_bytes, start).await?;
+                        b.end_offset = b.end_offset.max(self.stream_end().await?);
+                        return Ok(b);
+                    }
                     let mut b = self.read_segment(&seg, offset, max_bytes, start).await?;
                     if b.count > 0 {
                         if seg.state == SegmentState::Sealed {
@@ -199,6 +206,64 @@ impl StreamReader {
         let e = self.log.end_offset(state).await?;
         self.stream_end = Some(e);
         Ok(e)
+    }
+
+    /// Records from an offloaded segment's object, as one record set.
+    async fn read_object(
+        &mut self,
+        obj: &SegmentObject,
+        offset: u64,
+        max_bytes: usize,
+        start: u64,
+    ) -> Result<ReadBatch, LogError> {
+        let records = self.object_records(obj, offset, max_bytes).await?;
+        let count = records.len() as u64;
+        let records: Vec<Record> = records.into_iter().map(|(_, r)| r).collect();
+        let limits = RecordSetLimits {
+            max_payload: usize::MAX,
+            ..RecordSetLimits::default()
+        };
+        let set = encode_record_set(&records, Compression::None, &limits)
+            .map_err(|e| LogError::Internal(format!("re-encode records of {}: {e}", obj.key)))?;
+        Ok(ReadBatch {
+            first_offset: offset,
+            sets: vec![set],
+            count,
+            end_offset: offset + count,
+            start_offset: start,
+            end_of_stream: false,
+        })
+    }
+
+    async fn object_records(
+        &self,
+        obj: &SegmentObject,
+        offset: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Record)>, LogError> {
+        let objects = self.log.objects.as_ref().ok_or_else(|| {
+            LogError::Unavailable(format!(
+                "{}: offset {offset} is in the object tier ({}), and this service has no object \
+                 store configured",
+                self.name, obj.key
+            ))
+        })?;
+        let records = objects
+            .read_at(
+                &obj.key,
+                obj.size,
+                obj.first_offset..obj.end_offset,
+                offset,
+                max_bytes,
+            )
+            .await?;
+        if records.first().map(|(o, _)| *o) != Some(offset) {
+            return Err(LogError::Corrupt(format!(
+                "object {} does not hold offset {offset}",
+                obj.key
+            )));
+        }
+        Ok(records)
     }
 
     /// A reader for the segment's ledger, reopened when the segment was sealed since.
@@ -345,6 +410,23 @@ impl StreamReader {
         else {
             return Ok(end);
         };
+        if let Some(obj) = &seg.object {
+            // Offloaded: scan the object from the segment's start.
+            let mut at = seg.first_offset;
+            while at < seg.end_offset {
+                let records = self.object_records(obj, at, 4 << 20).await?;
+                for (o, r) in &records {
+                    if *o >= seg.end_offset {
+                        break;
+                    }
+                    if record_reaches(r) {
+                        return Ok(*o);
+                    }
+                }
+                at = records.last().map_or(seg.end_offset, |(o, _)| o + 1);
+            }
+            return Ok(seg.end_offset);
+        }
         let reader = self.ledger_reader(&seg).await?;
         let Some(last) = reader.readable_end() else {
             return Ok(end);

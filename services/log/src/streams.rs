@@ -23,6 +23,8 @@ pub struct Log {
     pub(crate) store: Arc<dyn MetadataStore>,
     pub(crate) ledgers: LedgerClient,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The object tier, where offloaded segments are read from.
+    pub(crate) objects: Option<dlog_objects::ObjectReader>,
 }
 
 /// The ledger quorum a policy asks for.
@@ -42,7 +44,19 @@ impl Log {
             store,
             ledgers,
             clock,
+            objects: None,
         }
+    }
+
+    /// Reads offloaded segments through `objects`.
+    pub fn with_objects(mut self, objects: dlog_objects::ObjectReader) -> Log {
+        self.objects = Some(objects);
+        self
+    }
+
+    /// The object tier, if this log has one.
+    pub fn objects(&self) -> Option<&dlog_objects::ObjectReader> {
+        self.objects.as_ref()
     }
 
     pub fn store(&self) -> &Arc<dyn MetadataStore> {

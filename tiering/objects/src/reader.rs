@@ -64,7 +64,7 @@ impl ObjectReader {
     }
 
     /// The object's footer (from the cache, or one or two ranged GETs).
-    async fn footer(&self, o: &ObjectEntry) -> Result<ArrowReaderMetadata, ObjectError> {
+    async fn footer(&self, o: &Located) -> Result<ArrowReaderMetadata, ObjectError> {
         if let Some(m) = self.footers.get(&o.key) {
             return Ok(m);
         }
@@ -76,7 +76,7 @@ impl ObjectReader {
         Ok(m)
     }
 
-    fn object_reader(&self, o: &ObjectEntry) -> RangeReader {
+    fn object_reader(&self, o: &Located) -> RangeReader {
         RangeReader {
             bucket: self.bucket.clone(),
             key: o.key.clone(),
@@ -92,12 +92,35 @@ impl ObjectReader {
         from: u64,
         max_bytes: usize,
     ) -> Result<Vec<(u64, Record)>, ObjectError> {
-        if from < o.first_offset || from >= o.end_offset {
+        self.read_at(
+            &o.key,
+            o.size,
+            o.first_offset..o.end_offset,
+            from,
+            max_bytes,
+        )
+        .await
+    }
+
+    /// [`ObjectReader::read`] of the object at `key` of `size` bytes holding `range`.
+    pub async fn read_at(
+        &self,
+        key: &str,
+        size: u64,
+        range: std::ops::Range<u64>,
+        from: u64,
+        max_bytes: usize,
+    ) -> Result<Vec<(u64, Record)>, ObjectError> {
+        if !range.contains(&from) {
             return Err(ObjectError::Invalid(format!(
-                "offset {from} is not in {} [{}, {})",
-                o.key, o.first_offset, o.end_offset
+                "offset {from} is not in {key} [{}, {})",
+                range.start, range.end
             )));
         }
+        let o = &Located {
+            key: key.to_string(),
+            size,
+        };
         let meta = self.footer(o).await?;
         let groups = meta.metadata().row_groups();
         let mut out = Vec::new();
@@ -133,7 +156,7 @@ impl ObjectReader {
     /// Row group `i` of `o`, decoded (from the cache, or its column chunks' ranged GETs).
     async fn group(
         &self,
-        o: &ObjectEntry,
+        o: &Located,
         meta: &ArrowReaderMetadata,
         i: usize,
     ) -> Result<Rows, ObjectError> {
@@ -166,6 +189,12 @@ fn offset_range(s: Option<&Statistics>) -> Option<(u64, u64)> {
         Statistics::Int64(v) => Some((*v.min_opt()? as u64, *v.max_opt()? as u64)),
         _ => None,
     }
+}
+
+/// An object's key and size.
+struct Located {
+    key: String,
+    size: u64,
 }
 
 /// Parquet's view of one object: ranged GETs through the bucket.

@@ -326,6 +326,8 @@ pub(super) async fn commit_switch(
                 max_txid: None,
                 first_timestamp_ms: None,
                 min_txid: None,
+                object: None,
+                local_deleted_ms: None,
             };
             ops.push(Op::put(
                 segment_key(&state.name, seq),

@@ -1,0 +1,363 @@
+//! The offload of sealed segments and the reclaim of their bookie copies (see the crate docs).
+
+use std::time::Duration;
+
+use dlog_api::record::{RecordSetLimits, decode_record_set};
+use dlog_api::stream::{SegmentState, StreamName};
+use dlog_api::{EntryId, LedgerId};
+use dlog_ledger::LedgerError;
+use dlog_log::entry::StreamEntry;
+use dlog_log::meta::{SegmentObject, SegmentRecord, segment_key};
+use dlog_log::{Log, LogError};
+use dlog_metadata::{Expect, MetadataError, Op};
+use dlog_objects::layout::segment_key as object_key;
+use dlog_objects::segment::{SegmentSummary, decode};
+use dlog_objects::{
+    Bucket, Manifest, Manifests, ObjectEntry, ObjectError, SegmentOptions, SegmentWriter,
+};
+use tracing::{info, warn};
+
+/// How the offloader works.
+#[derive(Debug, Clone)]
+pub struct OffloadOptions {
+    /// How Parquet objects are written.
+    pub segment: SegmentOptions,
+    /// How long a segment's bookie copy stays after its offload has committed, for readers
+    /// that were reading it from the bookies.
+    pub grace: Duration,
+}
+
+impl Default for OffloadOptions {
+    fn default() -> Self {
+        OffloadOptions {
+            segment: SegmentOptions::default(),
+            grace: Duration::from_secs(60),
+        }
+    }
+}
+
+/// One segment offloaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Offloaded {
+    pub seq: u64,
+    pub key: String,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    /// Object bytes.
+    pub size: u64,
+    /// The object was there already (uploaded by an earlier, interrupted attempt).
+    pub reused: bool,
+}
+
+/// Offloads streams' sealed segments into a bucket.
+#[derive(Debug, Clone)]
+pub struct Offloader {
+    log: Log,
+    bucket: Bucket,
+    manifests: Manifests,
+    opts: OffloadOptions,
+}
+
+/// A fail point: with the `testing` feature, `FAILPOINTS` or `fail::cfg` can make it return an
+/// error here, as a crash at this step would leave things.
+macro_rules! step {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| Err(LogError::Unavailable(format!(
+            "fail point {}",
+            $name
+        ))));
+    };
+}
+
+impl Offloader {
+    pub fn new(log: Log, bucket: Bucket, opts: OffloadOptions) -> Offloader {
+        let manifests = Manifests::new(bucket.clone());
+        Offloader {
+            log,
+            bucket,
+            manifests,
+            opts,
+        }
+    }
+
+    pub fn bucket(&self) -> &Bucket {
+        &self.bucket
+    }
+
+    /// Offloads every sealed segment of `stream` not offloaded yet, in order, that `eligible`
+    /// accepts (stopping at the first it does not, so that the manifest stays contiguous).
+    pub async fn offload_stream(
+        &self,
+        stream: &StreamName,
+        eligible: impl Fn(&SegmentRecord) -> bool,
+    ) -> Result<Vec<Offloaded>, LogError> {
+        let state = self.log.load(stream).await?;
+        let mut done = Vec::new();
+        for (seg, _) in &state.segments {
+            if seg.state != SegmentState::Sealed || seg.object.is_some() {
+                continue;
+            }
+            if seg.end_offset == seg.first_offset {
+                continue; // nothing to offload; reclaim deletes its ledger
+            }
+            if !eligible(seg) {
+                break;
+            }
+            done.push(self.offload_segment(stream, seg).await?);
+        }
+        Ok(done)
+    }
+
+    /// Offloads one sealed segment (the steps of the crate docs).
+    pub async fn offload_segment(
+        &self,
+        stream: &StreamName,
+        seg: &SegmentRecord,
+    ) -> Result<Offloaded, LogError> {
+        let (bytes, summary) = self.build(stream, seg).await?;
+        let first_ts = summary.first_timestamp_ms.unwrap_or(seg.created_ms);
+        let key = object_key(stream, seg.first_offset, seg.end_offset - 1, first_ts);
+        let size = bytes.len() as u64;
+        let reused = match self.bucket.put_new(&key, bytes).await {
+            Ok(()) => false,
+            Err(ObjectError::AlreadyExists(_)) => true,
+            Err(e) => return Err(e.into()),
+        };
+        step!("offload::uploaded");
+        let size = self
+            .verify(&key, &summary, if reused { None } else { Some(size) })
+            .await?;
+        step!("offload::verified");
+        let entry = ObjectEntry {
+            key: key.clone(),
+            first_offset: summary.first_offset,
+            end_offset: summary.end_offset,
+            size,
+            crc32c: summary.crc32c,
+            first_timestamp_ms: summary.first_timestamp_ms,
+            max_timestamp_ms: summary.max_timestamp_ms,
+            min_txid: summary.min_txid,
+            max_txid: summary.max_txid,
+            segments: vec![seg.seq],
+            created_ms: self.log.now_ms(),
+        };
+        self.commit_manifest(stream, &entry).await?;
+        step!("offload::manifest_committed");
+        self.commit_segment(stream, seg.seq, &entry).await?;
+        step!("offload::metadata_committed");
+        info!(stream = %stream, seq = seg.seq, key, size, reused, "segment offloaded");
+        Ok(Offloaded {
+            seq: seg.seq,
+            key,
+            first_offset: entry.first_offset,
+            end_offset: entry.end_offset,
+            size,
+            reused,
+        })
+    }
+
+    /// Reads the segment from the bookies into a Parquet object.
+    async fn build(
+        &self,
+        stream: &StreamName,
+        seg: &SegmentRecord,
+    ) -> Result<(bytes::Bytes, SegmentSummary), LogError> {
+        let id = LedgerId(seg.ledger);
+        let mut reader = self.log.ledgers().open_reader(id).await?;
+        let Some(last) = reader.readable_end() else {
+            return Err(LogError::Corrupt(format!(
+                "{stream}: sealed segment {} [{}, {}) has an empty ledger {id}",
+                seg.seq, seg.first_offset, seg.end_offset
+            )));
+        };
+        let limits = RecordSetLimits {
+            max_payload: usize::MAX,
+            ..RecordSetLimits::default()
+        };
+        let mut w = SegmentWriter::new(stream, seg.first_offset, self.opts.segment.clone())?;
+        for e in 0..=last.0 {
+            let entry = reader.read(EntryId(e)).await?;
+            let se = StreamEntry::decode(entry.payload)
+                .map_err(|err| LogError::Corrupt(format!("ledger {id} entry {e}: {err}")))?;
+            let mut offset = se.first_offset;
+            for set in se.sets {
+                let records = decode_record_set(set.records, &limits)
+                    .map_err(|err| LogError::Corrupt(format!("ledger {id} entry {e}: {err}")))?;
+                for r in &records {
+                    if offset >= seg.end_offset {
+                        // Past the sealed end: not part of the stream (never acknowledged).
+                        break;
+                    }
+                    w.push(offset, r)?;
+                    offset += 1;
+                }
+            }
+        }
+        if w.next_offset() != seg.end_offset {
+            return Err(LogError::Corrupt(format!(
+                "{stream}: segment {} ends at {}, its ledger {id} holds records up to {}",
+                seg.seq,
+                seg.end_offset,
+                w.next_offset()
+            )));
+        }
+        Ok(w.finish(&[seg.seq])?)
+    }
+
+    /// Reads the object back whole and checks it holds exactly what the bookies held.
+    /// Returns its size.
+    async fn verify(
+        &self,
+        key: &str,
+        want: &SegmentSummary,
+        size: Option<u64>,
+    ) -> Result<u64, LogError> {
+        let bytes = self.bucket.get(key).await?;
+        if let Some(s) = size
+            && bytes.len() as u64 != s
+        {
+            return Err(LogError::Corrupt(format!(
+                "object {key} is {} bytes, {s} were uploaded",
+                bytes.len()
+            )));
+        }
+        let len = bytes.len() as u64;
+        let got = decode(key, bytes)?;
+        if got.summary.first_offset != want.first_offset
+            || got.summary.end_offset != want.end_offset
+            || got.summary.crc32c != want.crc32c
+        {
+            return Err(LogError::Corrupt(format!(
+                "object {key} holds [{}, {}) with checksum {}, the bookies [{}, {}) with {}",
+                got.summary.first_offset,
+                got.summary.end_offset,
+                got.summary.crc32c,
+                want.first_offset,
+                want.end_offset,
+                want.crc32c
+            )));
+        }
+        Ok(len)
+    }
+
+    /// Appends `entry` to the stream's manifest (unless an earlier attempt did).
+    async fn commit_manifest(
+        &self,
+        stream: &StreamName,
+        entry: &ObjectEntry,
+    ) -> Result<(), LogError> {
+        for _ in 0..10 {
+            let m = self
+                .manifests
+                .latest(stream)
+                .await?
+                .unwrap_or_else(|| Manifest::empty(stream));
+            if m.objects.iter().any(|o| o.key == entry.key) {
+                return Ok(());
+            }
+            let mut next = m.clone();
+            next.version += 1;
+            if next.objects.is_empty() {
+                let start = self.log.load(stream).await?.record.start_offset;
+                next.start_offset = entry.first_offset.max(start.min(entry.end_offset));
+            } else if m.end_offset() != entry.first_offset {
+                return Err(LogError::Conflict(format!(
+                    "{stream}: the manifest ends at offset {}, the next object starts at {}; \
+                     segments are offloaded in order",
+                    m.end_offset(),
+                    entry.first_offset
+                )));
+            }
+            next.objects.push(entry.clone());
+            match self.manifests.commit(&next).await {
+                Ok(()) => return Ok(()),
+                Err(ObjectError::ManifestConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LogError::Unavailable(format!(
+            "{stream}: the manifest kept changing while an offload committed"
+        )))
+    }
+
+    /// Records the object in the segment's metadata (compare-and-set).
+    async fn commit_segment(
+        &self,
+        stream: &StreamName,
+        seq: u64,
+        entry: &ObjectEntry,
+    ) -> Result<(), LogError> {
+        for _ in 0..10 {
+            let state = self.log.load(stream).await?;
+            let Some((seg, v)) = state.segments.iter().find(|(s, _)| s.seq == seq) else {
+                return Err(LogError::Conflict(format!(
+                    "{stream}: segment {seq} was deleted during its offload"
+                )));
+            };
+            if seg.object.is_some() {
+                return Ok(());
+            }
+            let mut rec = seg.clone();
+            rec.object = Some(SegmentObject {
+                key: entry.key.clone(),
+                size: entry.size,
+                first_offset: entry.first_offset,
+                end_offset: entry.end_offset,
+                crc32c: entry.crc32c,
+                offloaded_ms: self.log.now_ms(),
+            });
+            let op = Op::put(segment_key(stream, seq), rec.encode(), Expect::Version(*v));
+            match self.log.store().commit(vec![op]).await {
+                Ok(_) => return Ok(()),
+                Err(MetadataError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(LogError::Unavailable(format!(
+            "{stream}: segment {seq} kept changing while its offload committed"
+        )))
+    }
+
+    /// Deletes the bookie copies of `stream`'s segments offloaded at least the grace period
+    /// ago (and the ledgers of empty sealed segments). Returns the segments reclaimed.
+    pub async fn reclaim(&self, stream: &StreamName) -> Result<Vec<u64>, LogError> {
+        let now = self.log.now_ms();
+        let grace = self.opts.grace.as_millis() as i64;
+        let state = self.log.load(stream).await?;
+        let mut done = Vec::new();
+        for (seg, v) in &state.segments {
+            if seg.state != SegmentState::Sealed || seg.local_deleted_ms.is_some() {
+                continue;
+            }
+            let empty = seg.end_offset == seg.first_offset;
+            let due = match &seg.object {
+                Some(o) => o.offloaded_ms + grace <= now,
+                None => empty,
+            };
+            if !due {
+                continue;
+            }
+            step!("offload::before_reclaim");
+            match self.log.ledgers().delete(LedgerId(seg.ledger)).await {
+                Ok(()) | Err(LedgerError::NoSuchLedger(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            let mut rec = seg.clone();
+            rec.local_deleted_ms = Some(now);
+            let op = Op::put(
+                segment_key(stream, seg.seq),
+                rec.encode(),
+                Expect::Version(*v),
+            );
+            match self.log.store().commit(vec![op]).await {
+                Ok(_) => done.push(seg.seq),
+                // Changed meanwhile (retention, another reclaim): the next pass sees it again.
+                Err(MetadataError::Conflict { .. }) => {
+                    warn!(stream = %stream, seq = seg.seq, "segment changed during its reclaim");
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+}

@@ -1,0 +1,300 @@
+//! Offloading on real bookies (in-process, loopback) and real buckets (a local folder and a
+//! SeaweedFS server): sealed segments go to Parquet objects, the manifest and the segment
+//! metadata commit them, the bookie copies are reclaimed, and readers see every record in order
+//! through both tiers. A crash (fail point) after each step is repaired by running again, with
+//! no duplicate object and no bookie copy deleted before its object is committed.
+
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dlog_api::record::{RecordSetLimits, decode_record_set, encode_record_set};
+use dlog_api::stream::{SegmentState, StreamName, StreamPolicy};
+use dlog_api::{Compression, LedgerId, Record};
+use dlog_ledger::local::{LocalBookie, start_bookies};
+use dlog_ledger::{LedgerClient, LedgerOptions};
+use dlog_log::{AppendBatch, Log, StreamReader, StreamWriter, SystemClock, WriterOptions};
+use dlog_metadata::{EmbeddedOptions, EmbeddedStore, MetadataStore};
+use dlog_objects::testing::S3Server;
+use dlog_objects::{Bucket, Manifests, ObjectReader};
+use dlog_offloader::{OffloadOptions, Offloader};
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    log: Log,
+    bookies: Vec<LocalBookie>,
+}
+
+async fn cluster(bucket: &Bucket) -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn MetadataStore> = Arc::new(
+        EmbeddedStore::open(dir.path().join("meta"), EmbeddedOptions::default())
+            .await
+            .unwrap(),
+    );
+    let bookies = start_bookies(store.clone(), dir.path(), 3, |c| {
+        c.journal.file_size = 16 << 20;
+    })
+    .await
+    .unwrap();
+    let mut o = LedgerOptions::default();
+    o.bookie.request_timeout = Duration::from_secs(3);
+    let log = Log::new(
+        store.clone(),
+        LedgerClient::new(store, o),
+        Arc::new(SystemClock),
+    )
+    .with_objects(ObjectReader::new(bucket.clone(), 16 << 20));
+    Cluster {
+        _dir: dir,
+        log,
+        bookies,
+    }
+}
+
+/// Record `i`: 1 KiB-ish payload naming it, a key on every fifth, timestamp 1000 + i, txid 2i.
+fn record(i: u64) -> Record {
+    let mut p = format!("rec-{i}-").into_bytes();
+    p.resize(900 + (i % 200) as usize, b'x');
+    Record {
+        payload: Bytes::from(p),
+        key: i
+            .is_multiple_of(5)
+            .then(|| Bytes::from(format!("k{}", i % 7))),
+        timestamp_ms: 1_000 + i as i64,
+        txid: Some(2 * i),
+    }
+}
+
+/// Appends records `0..n` in batches of 100 over 1 MiB segments; returns the open writer.
+async fn fill(log: &Log, s: &StreamName, n: u64) -> StreamWriter {
+    let policy = StreamPolicy {
+        segment_bytes: 1 << 20,
+        ..StreamPolicy::default()
+    };
+    log.create_stream(s, policy.clone()).await.unwrap();
+    let w = StreamWriter::open(log, s, WriterOptions::default())
+        .await
+        .unwrap();
+    let mut acks = Vec::new();
+    for b in 0..n.div_ceil(100) {
+        let records: Vec<Record> = (b * 100..((b + 1) * 100).min(n)).map(record).collect();
+        let set =
+            encode_record_set(&records, Compression::None, &RecordSetLimits::default()).unwrap();
+        acks.push(
+            w.append(AppendBatch::from_record_set(0, 0, set, &policy).unwrap())
+                .await,
+        );
+    }
+    for a in acks {
+        a.await.unwrap().unwrap();
+    }
+    w
+}
+
+/// Reads `[0, end)` and checks every record.
+async fn read_all(log: &Log, s: &StreamName, end: u64) {
+    let mut r = StreamReader::new(log.clone(), s.clone());
+    let mut at = 0;
+    while at < end {
+        let b = r.read(at, 256 << 10, Duration::from_secs(5)).await.unwrap();
+        assert!(b.count > 0, "nothing at {at}");
+        let mut off = b.first_offset;
+        for set in b.sets {
+            let limits = RecordSetLimits {
+                max_payload: usize::MAX,
+                ..RecordSetLimits::default()
+            };
+            for rec in decode_record_set(set, &limits).unwrap() {
+                if off >= at && off < end {
+                    assert_eq!(rec, record(off), "offset {off}");
+                }
+                off += 1;
+            }
+        }
+        at = off;
+    }
+}
+
+/// Objects in the bucket for `s` (segment files only).
+async fn objects(b: &Bucket, s: &StreamName) -> Vec<String> {
+    b.list(&format!("streams/{}", s))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k.ends_with(".parquet"))
+        .collect()
+}
+
+async fn offload_reclaim_read(bucket: Bucket) {
+    let c = cluster(&bucket).await;
+    let s: StreamName = "ns/tiered".parse().unwrap();
+    let n = 10_000;
+    let w = fill(&c.log, &s, n).await;
+    let off = Offloader::new(
+        c.log.clone(),
+        bucket.clone(),
+        OffloadOptions {
+            grace: Duration::ZERO,
+            ..OffloadOptions::default()
+        },
+    );
+    // (The writer may still seal a full segment after its last ack: offload what the
+    // metadata says when it runs.)
+    let done = off.offload_stream(&s, |_| true).await.unwrap();
+    let info = c.log.describe(&s).await.unwrap();
+    let sealed: Vec<_> = info
+        .segments
+        .iter()
+        .filter(|g| g.object_key.is_some())
+        .collect();
+    assert!(sealed.len() >= 4, "{info:?}");
+    assert_eq!(done.len(), sealed.len());
+    for g in &sealed {
+        assert_eq!(g.state, SegmentState::Sealed);
+        assert_eq!(g.tier, "bookies+objects", "{g:?}");
+        assert!(g.object_key.as_ref().unwrap().contains("/dt=1970-01-01/"));
+    }
+    // The manifest lists them, contiguous from 0.
+    let m = Manifests::new(bucket.clone())
+        .latest(&s)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.objects.len(), done.len());
+    assert_eq!((m.start_offset, m.objects[0].first_offset), (0, 0));
+    assert_eq!(m.end_offset(), sealed.last().unwrap().end_offset);
+    // Running again offloads only what was sealed since, and never writes an object twice.
+    let more = off.offload_stream(&s, |_| true).await.unwrap();
+    assert_eq!(objects(&bucket, &s).await.len(), done.len() + more.len());
+    let sealed: Vec<_> = c
+        .log
+        .describe(&s)
+        .await
+        .unwrap()
+        .segments
+        .into_iter()
+        .filter(|g| g.object_key.is_some())
+        .collect();
+    read_all(&c.log, &s, n).await;
+
+    // The bookie copies go; everything is still there, from the objects.
+    let reclaimed = off.reclaim(&s).await.unwrap();
+    assert!(reclaimed.len() >= sealed.len());
+    for g in &sealed {
+        assert!(c.log.ledgers().metadata(LedgerId(g.ledger)).await.is_err());
+    }
+    let info = c.log.describe(&s).await.unwrap();
+    assert!(
+        info.segments
+            .iter()
+            .filter(|g| g.object_key.is_some())
+            .all(|g| g.tier == "objects")
+    );
+    read_all(&c.log, &s, n).await;
+    let mut r = StreamReader::new(c.log.clone(), s.clone());
+    assert_eq!(r.seek_timestamp(1_000 + 1_234).await.unwrap(), 1_234);
+    assert_eq!(r.seek_txid(2 * 2_345).await.unwrap(), 2_345);
+    // The writer goes on in the open segment.
+    w.close().await.unwrap();
+    for b in c.bookies {
+        b.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offload_to_a_local_folder_then_read_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    offload_reclaim_read(Bucket::local(&dir.path().join("objects")).unwrap()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offload_to_an_s3_server_then_read_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"));
+    offload_reclaim_read(server.bucket("cluster-a").await).await;
+}
+
+/// A crash after each step leaves a state that the next run completes: one object per
+/// segment, a contiguous manifest, and bookie copies deleted only after their commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_any_step_is_repaired_by_running_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::local(&dir.path().join("objects")).unwrap();
+    let c = cluster(&bucket).await;
+    let s: StreamName = "ns/crashy".parse().unwrap();
+    let n = 10_000;
+    let w = fill(&c.log, &s, n).await;
+    let off = Offloader::new(
+        c.log.clone(),
+        bucket.clone(),
+        OffloadOptions {
+            grace: Duration::ZERO,
+            ..OffloadOptions::default()
+        },
+    );
+    let steps = [
+        "offload::uploaded",
+        "offload::verified",
+        "offload::manifest_committed",
+        "offload::metadata_committed",
+    ];
+    let mut rounds = 0;
+    loop {
+        let step = steps[rounds % steps.len()];
+        fail::cfg(step, "return").unwrap();
+        let r = off.offload_stream(&s, |_| true).await;
+        fail::remove(step);
+        rounds += 1;
+        match r {
+            Err(e) => assert!(e.to_string().contains(step), "{e}"),
+            Ok(done) => {
+                assert!(done.is_empty(), "{done:?}");
+                break;
+            }
+        }
+        // Nothing is reclaimed while a segment's offload has not committed.
+        fail::cfg("offload::before_reclaim", "return").unwrap();
+        let stopped = off.reclaim(&s).await;
+        fail::remove("offload::before_reclaim");
+        let info = c.log.describe(&s).await.unwrap();
+        let committed = info
+            .segments
+            .iter()
+            .filter(|g| g.object_key.is_some())
+            .count();
+        assert!(stopped.is_err() || committed == 0);
+        for g in &info.segments {
+            assert!(c.log.ledgers().metadata(LedgerId(g.ledger)).await.is_ok());
+        }
+        assert!(rounds < 100, "offload never finished");
+    }
+    let info = c.log.describe(&s).await.unwrap();
+    let offloaded: Vec<_> = info
+        .segments
+        .iter()
+        .filter(|g| g.object_key.is_some())
+        .collect();
+    assert!(offloaded.len() >= 4);
+    // Exactly one object per segment, all in the manifest, contiguous.
+    let keys = objects(&bucket, &s).await;
+    assert_eq!(keys.len(), offloaded.len(), "{keys:?}");
+    let m = Manifests::new(bucket.clone())
+        .latest(&s)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut in_manifest: Vec<String> = m.objects.iter().map(|o| o.key.clone()).collect();
+    in_manifest.sort();
+    assert_eq!(in_manifest, keys);
+    m.validate().unwrap();
+    off.reclaim(&s).await.unwrap();
+    read_all(&c.log, &s, n).await;
+    w.close().await.unwrap();
+    for b in c.bookies {
+        b.stop().await;
+    }
+}
