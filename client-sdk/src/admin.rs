@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dlog_api::StreamName;
-use dlog_api::admin::{AdminRequest, AdminResponse};
+use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment};
 use dlog_api::stream::{StreamInfo, StreamPolicy};
 use dlog_api::wire::client::{MAX_ADMIN_JSON, Request, Response};
 
@@ -183,6 +183,30 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// Offloads `stream`'s sealed segments to the object tier and waits until they are
+    /// committed; with `seal`, first seals the open segment so that everything appended so
+    /// far goes. Returns the segments offloaded now and those whose bookie copies were
+    /// deleted.
+    pub async fn offload(
+        &self,
+        stream: &StreamName,
+        seal: bool,
+    ) -> Result<(Vec<OffloadedSegment>, Vec<u64>), ClientError> {
+        let req = AdminRequest::Offload {
+            stream: stream.clone(),
+            seal,
+        };
+        match self.request(&req).await? {
+            AdminResponse::Offloaded {
+                segments,
+                reclaimed,
+            } => Ok((segments, reclaimed)),
+            other => Err(wrong_answer("offload", &other)),
+        }
+    }
+}
+
 /// The stream a request is about, which decides where it is routed.
 fn stream_of(request: &AdminRequest) -> Option<&StreamName> {
     match request {
@@ -193,7 +217,8 @@ fn stream_of(request: &AdminRequest) -> Option<&StreamName> {
         | AdminRequest::Truncate { stream, .. }
         | AdminRequest::CommitSubscription { stream, .. }
         | AdminRequest::FetchSubscription { stream, .. }
-        | AdminRequest::EndStream { stream } => Some(stream),
+        | AdminRequest::EndStream { stream }
+        | AdminRequest::Offload { stream, .. } => Some(stream),
         AdminRequest::ListStreams { .. } => None,
     }
 }

@@ -80,6 +80,10 @@ pub enum Command {
     Read(read::ReadArgs),
     /// Print a stream's records and keep following new ones (Ctrl-C to stop).
     Tail(read::TailArgs),
+    /// Move a stream's sealed segments to the object tier now, and wait until they are
+    /// committed (readers then read them from there). With --seal, first seal the open
+    /// segment, so that everything appended so far goes.
+    Offload(stream::OffloadArgs),
     /// Benchmarks against a running cluster: durable appends, tail latency, catch-up reads.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -103,6 +107,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             read::run_tail(&client, args).await
         }
+        Command::Offload(args) => stream::offload(&client, args, cli.json).await,
         Command::Bench(cmd) => bench::run(&client, cmd, cli.json).await,
     }
 }

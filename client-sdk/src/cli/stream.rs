@@ -216,6 +216,52 @@ pub async fn run(client: &Client, cmd: StreamCommand, json: bool) -> anyhow::Res
     Ok(())
 }
 
+/// `dlog offload`.
+#[derive(Debug, clap::Args)]
+pub struct OffloadArgs {
+    /// The stream, NAMESPACE/NAME.
+    pub stream: StreamName,
+    /// Seal the open segment first, so that everything appended so far is offloaded.
+    #[arg(long)]
+    pub seal: bool,
+}
+
+/// Runs `dlog offload`.
+pub async fn offload(client: &Client, args: OffloadArgs, json: bool) -> anyhow::Result<()> {
+    let (segments, reclaimed) = client
+        .admin()
+        .offload(&args.stream, args.seal)
+        .await
+        .with_context(|| format!("offload stream {}", args.stream))?;
+    if json {
+        return print_json(&serde_json::json!({
+            "stream": args.stream,
+            "segments": segments,
+            "reclaimed": reclaimed,
+        }));
+    }
+    if segments.is_empty() {
+        outln!("{}: nothing new to offload", args.stream);
+    }
+    for s in &segments {
+        outln!(
+            "segment {} [{}, {}) -> {} ({} bytes)",
+            s.seq,
+            s.first_offset,
+            s.end_offset,
+            s.key,
+            s.bytes
+        );
+    }
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    outln!(
+        "offloaded {} segment(s), {bytes} bytes; bookie copies deleted for {} segment(s)",
+        segments.len(),
+        reclaimed.len()
+    );
+    Ok(())
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

@@ -60,6 +60,16 @@ async fn every_operation_round_trips() {
                 offset: (subscription == "known").then_some(12),
             },
             AdminRequest::EndStream { .. } => AdminResponse::Ended { end_offset: 77 },
+            AdminRequest::Offload { seal, .. } => AdminResponse::Offloaded {
+                segments: vec![dlog_api::admin::OffloadedSegment {
+                    seq: 0,
+                    key: "streams/ns/s/dt=1970-01-01/a.parquet".into(),
+                    first_offset: 0,
+                    end_offset: 10,
+                    bytes: 99,
+                }],
+                reclaimed: if seal { vec![0] } else { Vec::new() },
+            },
         };
         reply(Ok(Response::Admin(
             serde_json::to_vec(&answer).unwrap().into(),
@@ -116,6 +126,8 @@ async fn every_operation_round_trips() {
     );
     assert_eq!(admin.fetch_subscription(&s, "new").await.unwrap(), None);
     assert_eq!(admin.end_stream(&s).await.unwrap(), 77);
+    let (segs, reclaimed) = admin.offload(&s, true).await.unwrap();
+    assert_eq!((segs.len(), segs[0].bytes, reclaimed), (1, 99, vec![0]));
 }
 
 #[tokio::test]

@@ -55,6 +55,26 @@ pub enum AdminRequest {
     },
     /// Seal the stream for good: nothing more is ever appended.
     EndStream { stream: StreamName },
+    /// Offload the stream's sealed segments to the object tier now, waiting until each is
+    /// committed; with `seal`, first seal the open segment so that everything appended so far
+    /// is offloaded. Bookie copies past their grace period are deleted too.
+    Offload {
+        stream: StreamName,
+        #[serde(default)]
+        seal: bool,
+    },
+}
+
+/// One segment an offload moved to the object tier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffloadedSegment {
+    pub seq: u64,
+    /// The object, relative to the bucket's prefix.
+    pub key: String,
+    pub first_offset: u64,
+    pub end_offset: u64,
+    /// Object bytes.
+    pub bytes: u64,
 }
 
 /// The answer to an [`AdminRequest`].
@@ -71,6 +91,12 @@ pub enum AdminResponse {
     Subscription { offset: Option<u64> },
     /// `end_stream`: the final end offset.
     Ended { end_offset: u64 },
+    /// `offload`: the segments offloaded by this request (none if all were already), and
+    /// the sequence numbers of segments whose bookie copies were deleted.
+    Offloaded {
+        segments: Vec<OffloadedSegment>,
+        reclaimed: Vec<u64>,
+    },
     /// `delete_stream`, `commit_subscription`.
     Done,
 }

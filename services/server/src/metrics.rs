@@ -78,6 +78,9 @@ pub struct Metrics {
     pub read_errors: Counter,
     pub read_latency: Histogram,
     pub retained_segments: Counter,
+    pub offloaded_segments: Counter,
+    /// Object bytes written by offloads.
+    pub offloaded_bytes: Counter,
     pub ownership_changes: Counter,
     pub redirects: Counter,
     pub connections: Counter,
@@ -171,6 +174,18 @@ impl Metrics {
             "dlog_retention_deleted_segments_total",
             "Segments deleted by retention.",
             self.retained_segments.get(),
+        );
+        counter(
+            &mut o,
+            "dlog_offloaded_segments_total",
+            "Segments this node offloaded to the object tier.",
+            self.offloaded_segments.get(),
+        );
+        counter(
+            &mut o,
+            "dlog_offloaded_bytes_total",
+            "Object bytes this node wrote by offloading segments.",
+            self.offloaded_bytes.get(),
         );
         counter(
             &mut o,

@@ -23,7 +23,18 @@
 //!
 //! [ledger]
 //! request_timeout = "10s"
+//!
+//! [objects]                                # the object tier (omit: no offload)
+//! url = "s3://my-bucket/dlog/prod"         # or file:///path
+//! endpoint = "http://10.0.0.9:8333"        # S3-compatible services; default: AWS
+//! region = "eu-west-1"                     # default: AWS_REGION
+//! path_style = true                        # default: true with an endpoint, false for AWS
+//! grace = "1m"                             # bookie copies kept after an offload
+//! cache_bytes = 268435456                  # decoded row groups kept for readers
 //! ```
+//!
+//! S3 credentials come from the environment (`AWS_ACCESS_KEY_ID`, …) or the instance profile,
+//! never from this file.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -55,6 +66,19 @@ struct RawConfig {
     writer: RawWriter,
     #[serde(default)]
     ledger: RawLedger,
+    objects: Option<RawObjects>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjects {
+    url: Option<String>,
+    endpoint: Option<String>,
+    region: Option<String>,
+    path_style: Option<bool>,
+    #[serde(default, with = "humantime_serde")]
+    grace: Option<Duration>,
+    cache_bytes: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -166,6 +190,10 @@ impl ServerConfig {
         if timeout < Duration::from_millis(100) {
             bail!("ledger.request_timeout: must be at least 100ms");
         }
+        let objects = match raw.objects {
+            None => None,
+            Some(o) => Some(objects_options(o)?),
+        };
         Ok(ServerConfig {
             metadata,
             listen,
@@ -178,11 +206,40 @@ impl ServerConfig {
                 writer,
                 max_inflight_bytes_per_connection: inflight,
                 retention_interval,
+                objects,
                 ..defaults
             },
             ledger_request_timeout: timeout,
         })
     }
+}
+
+fn objects_options(o: RawObjects) -> anyhow::Result<crate::service::ObjectsOptions> {
+    let Some(url) = o.url else {
+        bail!("objects.url: required (s3://bucket/prefix or file:///path)");
+    };
+    if !(url.starts_with("s3://") || url.starts_with("file:///")) {
+        bail!("objects.url: {url:?} is neither s3://bucket/prefix nor file:///path");
+    }
+    if let Some(e) = &o.endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        bail!("objects.endpoint: {e:?} is not an http:// or https:// URL");
+    }
+    let mut opts = crate::service::ObjectsOptions::new(url);
+    opts.s3.endpoint = o.endpoint;
+    opts.s3.region = o.region;
+    opts.s3.path_style = o.path_style;
+    if let Some(g) = o.grace {
+        opts.grace = g;
+    }
+    if let Some(c) = o.cache_bytes {
+        if c < 1 << 20 {
+            bail!("objects.cache_bytes: must be at least 1 MiB");
+        }
+        opts.cache_bytes = c;
+    }
+    Ok(opts)
 }
 
 fn hostname() -> String {

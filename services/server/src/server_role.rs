@@ -50,6 +50,13 @@ pub struct StandaloneArgs {
     /// How often stream retention policies are applied.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub retention_interval: Duration,
+    /// Where sealed segments are offloaded (`file:///path` or `s3://bucket/prefix`; S3
+    /// settings from the AWS environment). Default: DATA_DIR/objects.
+    #[arg(long)]
+    pub object_store: Option<String>,
+    /// How long a segment's bookie copy stays after its offload.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub offload_grace: Duration,
 }
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
@@ -78,6 +85,22 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The object tier of a standalone: `--object-store`, or a folder in the data dir.
+fn standalone_objects(args: &StandaloneArgs) -> anyhow::Result<crate::service::ObjectsOptions> {
+    let url = match &args.object_store {
+        Some(u) => u.clone(),
+        None => {
+            let dir = std::path::absolute(args.data_dir.join("objects"))
+                .context("resolve the data dir")?;
+            format!("file://{}", dir.display())
+        }
+    };
+    let mut o = crate::service::ObjectsOptions::new(url);
+    o.s3.endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
+    o.grace = args.offload_grace;
+    Ok(o)
+}
+
 pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let dir = &args.data_dir;
@@ -101,6 +124,7 @@ pub async fn run_standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         // One process: a restart is the only way ownership moves, and it reclaims its own.
         ownership_ttl: Duration::from_secs(5),
         retention_interval: args.retention_interval,
+        objects: Some(standalone_objects(&args)?),
         default_policy: StreamPolicy {
             ensemble: n.min(3),
             write_quorum: n.min(3),
@@ -191,7 +215,7 @@ impl Node {
             LedgerClient::new(store, ledger),
             Arc::new(SystemClock),
         );
-        let service = Service::new(log, opts);
+        let service = Service::new(log, opts).context("open the object store")?;
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(conn::serve(

@@ -448,3 +448,5 @@ mod cluster;
 mod services;
 #[path = "process/streams.rs"]
 mod streams;
+#[path = "process/tiering.rs"]
+mod tiering;

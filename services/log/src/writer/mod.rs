@@ -143,6 +143,8 @@ pub type AppendFuture = oneshot::Receiver<Result<Appended, LogError>>;
 
 enum Msg {
     Append(AppendBatch, Reply),
+    /// Seal the open segment now (if it holds anything) and open the next.
+    Roll(oneshot::Sender<Result<u64, LogError>>),
     Close {
         end_stream: bool,
         reply: oneshot::Sender<Result<u64, LogError>>,
@@ -223,6 +225,16 @@ impl StreamWriter {
     /// Waits for every queued append, then seals the open segment; returns the stream's end.
     pub async fn close(&self) -> Result<u64, LogError> {
         self.close_inner(false).await
+    }
+
+    /// Seals the open segment with everything appended so far (unless it is empty) and goes
+    /// on in a new one: what an offload with `--seal` needs. Returns the sealed end.
+    pub async fn roll(&self) -> Result<u64, LogError> {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Msg::Roll(reply)).await.is_err() {
+            return Err(self.stopped());
+        }
+        rx.await.unwrap_or_else(|_| Err(self.stopped()))
     }
 
     /// Like [`StreamWriter::close`], and marks the stream ended: nothing more is ever appended.

@@ -44,6 +44,7 @@ pub fn app(svc: Arc<Service>) -> Router {
         )
         .route("/api/v1/streams/{ns}/{name}/policy", put(update_policy))
         .route("/api/v1/streams/{ns}/{name}/truncate", post(truncate))
+        .route("/api/v1/streams/{ns}/{name}/offload", post(offload))
         .route("/api/v1/bookies", get(bookies))
         .route(
             "/api/v1/bookies/{id}/decommission",
@@ -286,6 +287,37 @@ async fn truncate(
         AdminRequest::Truncate {
             stream,
             offset: b.offset,
+        },
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OffloadBody {
+    #[serde(default)]
+    seal: bool,
+}
+
+/// Offloads the stream's sealed segments and answers once they are committed. The body is
+/// optional (`{"seal": true}` seals the open segment first).
+async fn offload(
+    State(svc): Svc,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    let b: OffloadBody = if body.is_empty() {
+        OffloadBody::default()
+    } else {
+        parse_body(&body)?
+    };
+    run(
+        &svc,
+        AdminRequest::Offload {
+            stream,
+            seal: b.seal,
         },
         false,
     )

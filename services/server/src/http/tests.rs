@@ -39,7 +39,7 @@ async fn fixture() -> Fixture {
         LedgerClient::new(store, LedgerOptions::default()),
         Arc::new(SystemClock),
     );
-    let svc = Service::new(log, ServiceOptions::default());
+    let svc = Service::new(log, ServiceOptions::default()).unwrap();
     Fixture {
         _dir: dir,
         app: super::app(svc),

@@ -1,6 +1,6 @@
 //! Administrative operations, the same for the client protocol's `admin` op and the HTTP API.
 
-use dlog_api::admin::{AdminRequest, AdminResponse};
+use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment};
 use dlog_log::LogError;
 use tracing::info;
 
@@ -71,6 +71,56 @@ pub async fn execute(svc: &Service, req: AdminRequest) -> Result<AdminResponse, 
             svc.ownership.drop_writer(&stream, w.epoch()).await;
             AdminResponse::Ended { end_offset: end }
         }
+        AdminRequest::Offload { stream, seal } => offload(svc, &stream, seal).await?,
+    })
+}
+
+/// Offloads a stream's sealed segments now (after sealing the open one, with `seal`).
+async fn offload(
+    svc: &Service,
+    stream: &dlog_api::StreamName,
+    seal: bool,
+) -> Result<AdminResponse, LogError> {
+    let Some(off) = &svc.offloader else {
+        return Err(LogError::BadRequest(
+            "this node has no object store to offload to (dlogd standalone --object-store, or \
+             [objects] in the server config)"
+                .into(),
+        ));
+    };
+    svc.log.load(stream).await?; // a clear "no such stream" first
+    if seal {
+        let w = match svc.ownership.writer(stream).await {
+            Ok(w) => w,
+            Err(NotMine::Log(e)) => return Err(e),
+            Err(NotMine::Owner(owner)) => {
+                return Err(LogError::Unavailable(format!(
+                    "{stream} is owned by {}; offload --seal there",
+                    owner.unwrap_or_else(|| "another node".into())
+                )));
+            }
+        };
+        let end = w.roll().await?;
+        info!(stream = %stream, end, "open segment sealed for an offload");
+    }
+    let done = off.offload_stream(stream, |_| true).await?;
+    let reclaimed = off.reclaim(stream).await?;
+    svc.metrics.offloaded_segments.add(done.len() as u64);
+    svc.metrics
+        .offloaded_bytes
+        .add(done.iter().map(|d| d.size).sum::<u64>());
+    Ok(AdminResponse::Offloaded {
+        segments: done
+            .into_iter()
+            .map(|d| OffloadedSegment {
+                seq: d.seq,
+                key: d.key,
+                first_offset: d.first_offset,
+                end_offset: d.end_offset,
+                bytes: d.size,
+            })
+            .collect(),
+        reclaimed,
     })
 }
 

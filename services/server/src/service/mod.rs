@@ -39,6 +39,31 @@ pub struct ServiceOptions {
     pub max_frame_len: usize,
     /// How often the node applies every stream's retention policy.
     pub retention_interval: Duration,
+    /// The object tier; without it, nothing is offloaded.
+    pub objects: Option<ObjectsOptions>,
+}
+
+/// Where and how the node offloads sealed segments and reads offloaded ones.
+#[derive(Debug, Clone)]
+pub struct ObjectsOptions {
+    /// `file:///path` or `s3://bucket/prefix`.
+    pub url: String,
+    pub s3: dlog_objects::S3Options,
+    /// How long a segment's bookie copy stays after its offload.
+    pub grace: Duration,
+    /// Bytes of decoded row groups kept for readers.
+    pub cache_bytes: u64,
+}
+
+impl ObjectsOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        ObjectsOptions {
+            url: url.into(),
+            s3: dlog_objects::S3Options::default(),
+            grace: Duration::from_secs(60),
+            cache_bytes: 256 << 20,
+        }
+    }
 }
 
 impl Default for ServiceOptions {
@@ -52,6 +77,7 @@ impl Default for ServiceOptions {
             max_inflight_bytes_per_connection: 64 << 20,
             max_frame_len: dlog_api::wire::DEFAULT_MAX_FRAME_LEN,
             retention_interval: Duration::from_secs(60),
+            objects: None,
         }
     }
 }
@@ -63,10 +89,33 @@ pub struct Service {
     pub opts: ServiceOptions,
     pub ownership: Ownership,
     pub metrics: Arc<Metrics>,
+    /// Present when the node has an object tier.
+    pub offloader: Option<dlog_offloader::Offloader>,
 }
 
 impl Service {
-    pub fn new(log: Log, opts: ServiceOptions) -> Arc<Service> {
+    /// A service over `log`; with `opts.objects`, the log reads offloaded segments from that
+    /// bucket and the node offloads to it.
+    pub fn new(log: Log, opts: ServiceOptions) -> Result<Arc<Service>, dlog_objects::ObjectError> {
+        let (log, offloader) = match &opts.objects {
+            Some(o) => {
+                let bucket = dlog_objects::Bucket::open(&o.url, &o.s3)?;
+                let log = log.with_objects(dlog_objects::ObjectReader::new(
+                    bucket.clone(),
+                    o.cache_bytes,
+                ));
+                let off = dlog_offloader::Offloader::new(
+                    log.clone(),
+                    bucket,
+                    dlog_offloader::OffloadOptions {
+                        grace: o.grace,
+                        ..Default::default()
+                    },
+                );
+                (log, Some(off))
+            }
+            None => (log, None),
+        };
         let metrics = Arc::new(Metrics::default());
         let ownership = Ownership::new(
             log.clone(),
@@ -76,12 +125,13 @@ impl Service {
             opts.writer.clone(),
             metrics.clone(),
         );
-        Arc::new(Service {
+        Ok(Arc::new(Service {
             log,
             opts,
             ownership,
             metrics,
-        })
+            offloader,
+        }))
     }
 
     /// Applies every stream's retention policy every `retention_interval` until `stop`.

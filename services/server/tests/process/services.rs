@@ -42,6 +42,17 @@ impl Standalone {
     }
 
     pub(super) fn start_on(data: &Path, port: u16, http_port: u16) -> Standalone {
+        Self::start_with(data, port, http_port, &[], &[])
+    }
+
+    /// With extra flags and environment variables.
+    pub(super) fn start_with(
+        data: &Path,
+        port: u16,
+        http_port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Standalone {
         let addr = format!("127.0.0.1:{port}");
         let http = format!("127.0.0.1:{http_port}");
         let child = Command::new(DLOGD)
@@ -49,6 +60,8 @@ impl Standalone {
             .arg(data)
             .args(["--listen", &addr, "--http-listen", &http])
             .args(["--retention-interval", "200ms"])
+            .args(args)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()

@@ -220,6 +220,26 @@ impl Task {
                     for msg in buf.drain(..) {
                         match msg {
                             Msg::Append(b, reply) => self.on_append(b, reply),
+                            Msg::Roll(reply) => {
+                                let empty = self.seg.entries == 0
+                                    && self.ready.is_empty()
+                                    && self.packing.sets.is_empty()
+                                    && self.rolling.is_none();
+                                if empty {
+                                    let _ = reply.send(Ok(*self.acked.borrow()));
+                                    continue;
+                                }
+                                match self.seal(Next::Open).await {
+                                    Ok(end) => {
+                                        let _ = reply.send(Ok(end));
+                                    }
+                                    Err(e) => {
+                                        let _ = reply.send(Err(e.clone()));
+                                        self.stop(&mut rx, e);
+                                        return;
+                                    }
+                                }
+                            }
                             Msg::Close { end_stream, reply } => {
                                 let next = if end_stream { Next::EndStream } else { Next::None };
                                 let r = self.seal(next).await;
@@ -690,6 +710,9 @@ impl Task {
 fn refuse(m: Msg, e: LogError) {
     match m {
         Msg::Append(_, reply) => {
+            let _ = reply.send(Err(e));
+        }
+        Msg::Roll(reply) => {
             let _ = reply.send(Err(e));
         }
         Msg::Close { reply, .. } => {

@@ -1,0 +1,127 @@
+//! The object tier end to end through `dlogd standalone` and the `dlog` CLI: appends roll into
+//! segments, `dlog offload --seal` moves everything to the object tier (the standalone's own
+//! folder, or a real S3-compatible server), the bookie copies go, and reads — also after a
+//! restart — return every record from the objects.
+
+use dlog_objects::testing::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
+
+use super::free_port;
+use super::services::{Standalone, dlog};
+
+/// Appends `n` lines through the CLI into a stream of 1 MiB segments, offloads with --seal,
+/// and reads everything back; returns the offloaded object keys.
+fn append_offload_read(sa: &Standalone, n: usize) -> Vec<String> {
+    let srv = sa.addr.clone();
+    let (code, _, err) = dlog(
+        &srv,
+        &["stream", "create", "tier/s", "--segment-bytes", "1MiB"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<String> = (0..n)
+        .map(|i| format!("{i:06}-{}", "p".repeat(600)))
+        .collect();
+    let input = lines.join("\n") + "\n";
+    let (code, _, err) = dlog(&srv, &["append", "tier/s"], &input);
+    assert_eq!(code, 0, "{err}");
+
+    let (code, out, err) = dlog(&srv, &["offload", "tier/s", "--seal", "--json"], "");
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let segs = v["segments"].as_array().unwrap();
+    assert!(segs.len() >= 2, "{v}");
+    assert_eq!(
+        segs.last().unwrap()["end_offset"].as_u64(),
+        Some(n as u64),
+        "{v}"
+    );
+    // Offloading again: nothing new.
+    let (code, out, _) = dlog(&srv, &["offload", "tier/s"], "");
+    assert_eq!(code, 0);
+    assert!(out.contains("nothing new to offload"), "{out}");
+
+    let (code, out, _) = dlog(&srv, &["stream", "describe", "tier/s", "--json"], "");
+    assert_eq!(code, 0);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let mut keys = Vec::new();
+    for g in info["segments"].as_array().unwrap() {
+        if let Some(k) = g["object_key"].as_str() {
+            // The standalone's grace is 0 here: the bookie copies are gone already.
+            assert_eq!(g["tier"], "objects", "{g}");
+            keys.push(k.to_string());
+        }
+    }
+    assert_eq!(keys.len(), segs.len());
+    let (code, out, err) = dlog(&srv, &["read", "tier/s"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, input);
+    keys
+}
+
+#[test]
+fn offload_to_the_standalone_folder_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let args = ["--offload-grace", "0s"];
+    let sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
+    let keys = append_offload_read(&sa, 5_000);
+    for k in &keys {
+        assert!(data.join("objects").join(k).is_file(), "{k}");
+    }
+    assert!(data.join("objects/streams/tier/s/_manifest").is_dir());
+    // After a restart everything is still read from the folder.
+    drop(sa);
+    let sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
+    let (code, out, err) = dlog(&sa.addr, &["read", "tier/s"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 5_000);
+    // Bad input: an unknown stream, and a stream name that is not one.
+    let (code, _, err) = dlog(&sa.addr, &["offload", "tier/none"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("no such stream"), "{err}");
+    let (code, _, err) = dlog(&sa.addr, &["offload", "nonsense"], "");
+    assert_ne!(code, 0);
+    assert!(err.contains("NAMESPACE/NAME"), "{err}");
+}
+
+#[test]
+fn offload_to_an_s3_server_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"));
+    wait_for_bucket(&server);
+    let url = format!("s3://{BUCKET}/standalone");
+    let args = ["--offload-grace", "0s", "--object-store", url.as_str()];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", server.endpoint.as_str()),
+    ];
+    let sa = Standalone::start_with(
+        &dir.path().join("data"),
+        free_port(),
+        free_port(),
+        &args,
+        &env,
+    );
+    let keys = append_offload_read(&sa, 3_000);
+    assert!(
+        keys.iter().all(|k| k.starts_with("streams/tier/s/dt=")),
+        "{keys:?}"
+    );
+    // The objects are in the bucket, under the prefix.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let listed = rt.block_on(async {
+        let b = server.bucket("standalone").await;
+        b.list("streams/tier/s").await.unwrap()
+    });
+    for k in &keys {
+        assert!(listed.iter().any(|(l, _)| l == k), "{k} not in {listed:?}");
+    }
+}
+
+/// The bucket is created by the server at start; wait until it answers.
+fn wait_for_bucket(server: &S3Server) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(server.bucket("probe"));
+}
