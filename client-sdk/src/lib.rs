@@ -42,6 +42,7 @@
 
 pub mod admin;
 mod backoff;
+pub mod bucket;
 pub mod client;
 mod connection;
 pub mod error;
@@ -56,7 +57,9 @@ pub mod cli;
 mod tests;
 
 pub use admin::Admin;
+pub use bucket::BucketReader;
 pub use client::{Client, ClientOptions, ServerInfo};
+pub use dlog_objects::S3Options;
 pub use error::ClientError;
 pub use reader::{ReadRecord, Reader, ReaderOptions, StartAt};
 pub use writer::{AppendFuture, Writer, WriterOptions};

@@ -39,6 +39,7 @@ use crate::Client;
 pub mod append;
 pub mod bench;
 pub mod read;
+pub mod replay;
 pub mod stream;
 pub mod units;
 
@@ -84,6 +85,9 @@ pub enum Command {
     /// committed (readers then read them from there). With --seal, first seal the open
     /// segment, so that everything appended so far goes.
     Offload(stream::OffloadArgs),
+    /// Print a stream's offloaded records straight from its bucket (no cluster needed), like
+    /// `read`: --bucket s3://bucket/prefix or file:///path.
+    Replay(replay::ReplayArgs),
     /// Benchmarks against a running cluster: durable appends, tail latency, catch-up reads.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -91,6 +95,16 @@ pub enum Command {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Replay reads the bucket alone: no server to connect to.
+    let cli = match cli.command {
+        Command::Replay(mut args) => {
+            if cli.json {
+                args.format = read::Format::Json;
+            }
+            return replay::run(args).await;
+        }
+        _ => cli,
+    };
     let client = Client::connect(&cli.server).await?;
     match cli.command {
         Command::Stream(cmd) => stream::run(&client, cmd, cli.json).await,
@@ -108,6 +122,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             read::run_tail(&client, args).await
         }
         Command::Offload(args) => stream::offload(&client, args, cli.json).await,
+        Command::Replay(args) => replay::run(args).await,
         Command::Bench(cmd) => bench::run(&client, cmd, cli.json).await,
     }
 }

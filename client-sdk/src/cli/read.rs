@@ -200,7 +200,7 @@ pub async fn print_records<W: Write>(
 }
 
 /// A closed pipe ends the command quietly; other output errors fail it.
-fn output_error(e: io::Error) -> anyhow::Result<()> {
+pub(super) fn output_error(e: io::Error) -> anyhow::Result<()> {
     if e.kind() == io::ErrorKind::BrokenPipe {
         Ok(())
     } else {

@@ -129,9 +129,20 @@ impl Standalone {
 
 /// Runs `dlog` with `args` and `stdin`; returns (exit code, stdout, stderr).
 pub(super) fn dlog(server: &str, args: &[&str], stdin: &str) -> (i32, String, String) {
+    dlog_env(server, args, stdin, &[])
+}
+
+/// [`dlog`] with extra environment variables.
+pub(super) fn dlog_env(
+    server: &str,
+    args: &[&str],
+    stdin: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let mut child = Command::new(dlog_bin())
         .args(["--server", server])
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -6,7 +6,7 @@
 use dlog_objects::testing::{ACCESS_KEY, BUCKET, S3Server, SECRET_KEY};
 
 use super::free_port;
-use super::services::{Standalone, dlog};
+use super::services::{Standalone, dlog, dlog_env};
 
 /// Appends `n` lines through the CLI into a stream of 1 MiB segments, offloads with --seal,
 /// and reads everything back; returns the offloaded object keys.
@@ -75,7 +75,56 @@ fn offload_to_the_standalone_folder_and_read_back() {
     let (code, out, err) = dlog(&sa.addr, &["read", "tier/s"], "");
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 5_000);
+    // With no cluster at all, `dlog replay` reads the folder.
+    drop(sa);
+    let bucket = format!("file://{}", data.join("objects").display());
+    let replay = |args: &[&str]| {
+        dlog(
+            "127.0.0.1:1",
+            &[&["replay", "--bucket", &bucket][..], args].concat(),
+            "",
+        )
+    };
+    let (code, out, err) = replay(&["tier/s"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 5_000);
+    assert!(
+        out.lines()
+            .enumerate()
+            .all(|(i, l)| l.starts_with(&format!("{i:06}-")))
+    );
+    let (code, out, err) = replay(&["tier/s", "--from", "1234", "--max", "3", "--format", "json"]);
+    assert_eq!(code, 0, "{err}");
+    let offsets: Vec<u64> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(offsets, [1234, 1235, 1236]);
+    for (args, text) in [
+        (vec!["tier/none"], "no manifest"),
+        (
+            vec!["tier/s", "--from", "99999"],
+            "outside the offloaded range",
+        ),
+    ] {
+        let (code, _, err) = replay(&args);
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains(text), "{args:?}: {err}");
+    }
+    let (code, _, err) = dlog(
+        "127.0.0.1:1",
+        &["replay", "--bucket", "gs://x", "tier/s"],
+        "",
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("s3://bucket/prefix"), "{err}");
+
     // Bad input: an unknown stream, and a stream name that is not one.
+    let sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
     let (code, _, err) = dlog(&sa.addr, &["offload", "tier/none"], "");
     assert_ne!(code, 0);
     assert!(err.contains("no such stream"), "{err}");
@@ -118,6 +167,17 @@ fn offload_to_an_s3_server_and_read_back() {
     for k in &keys {
         assert!(listed.iter().any(|(l, _)| l == k), "{k} not in {listed:?}");
     }
+    // Replay straight from the S3 server, with the standalone stopped.
+    drop(sa);
+    let (code, out, err) = dlog_env(
+        "127.0.0.1:1",
+        &["replay", "--bucket", &url, "tier/s", "--from", "2990"],
+        "",
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 10);
+    assert!(out.starts_with("002990-"), "{out}");
 }
 
 /// The bucket is created by the server at start; wait until it answers.
