@@ -318,6 +318,55 @@ impl Offloader {
         )))
     }
 
+    /// Makes the bucket follow the stream's truncation and retention: the manifest's start
+    /// moves up to the stream's start offset (a new version, without the objects entirely
+    /// below it), then those objects are deleted. Returns the keys deleted. A trim interrupted
+    /// between the manifest commit and the deletes leaves objects that no manifest version
+    /// lists any more: the scrubber's to remove.
+    pub async fn trim(&self, stream: &StreamName) -> Result<Vec<String>, LogError> {
+        let start = self.log.load(stream).await?.record.start_offset;
+        for _ in 0..10 {
+            let Some(m) = self.manifests.latest(stream).await? else {
+                return Ok(Vec::new());
+            };
+            let new_start = start.min(m.end_offset()).max(m.start_offset);
+            let (gone, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) = m
+                .objects
+                .iter()
+                .cloned()
+                .partition(|o| o.end_offset <= new_start);
+            if new_start == m.start_offset && gone.is_empty() {
+                return Ok(Vec::new());
+            }
+            let next = Manifest {
+                version: m.version + 1,
+                start_offset: new_start,
+                objects: kept,
+                ..m.clone()
+            };
+            match self.manifests.commit(&next).await {
+                Ok(()) => {}
+                Err(ObjectError::ManifestConflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            step!("offload::trimmed_manifest");
+            // Readers of the old version may still be reading these; a reader of the stream
+            // is refused below the start offset anyway.
+            let mut deleted = Vec::new();
+            for o in gone {
+                self.bucket.delete(&o.key).await?;
+                deleted.push(o.key);
+            }
+            if !deleted.is_empty() {
+                info!(stream = %stream, start = new_start, objects = deleted.len(), "objects below the stream's start deleted");
+            }
+            return Ok(deleted);
+        }
+        Err(LogError::Unavailable(format!(
+            "{stream}: the manifest kept changing during a trim"
+        )))
+    }
+
     /// Deletes the bookie copies of `stream`'s segments offloaded at least the grace period
     /// ago (and the ledgers of empty sealed segments). Returns the segments reclaimed.
     pub async fn reclaim(&self, stream: &StreamName) -> Result<Vec<u64>, LogError> {

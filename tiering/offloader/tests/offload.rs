@@ -198,6 +198,21 @@ async fn offload_reclaim_read(bucket: Bucket) {
     let mut r = StreamReader::new(c.log.clone(), s.clone());
     assert_eq!(r.seek_timestamp(1_000 + 1_234).await.unwrap(), 1_234);
     assert_eq!(r.seek_txid(2 * 2_345).await.unwrap(), 2_345);
+    // Truncation reaches the bucket: the manifest starts at the new start, and the objects
+    // entirely below it are deleted.
+    let cut = m.objects[1].first_offset + 10;
+    c.log.truncate(&s, cut).await.unwrap();
+    let deleted = off.trim(&s).await.unwrap();
+    assert_eq!(deleted, [m.objects[0].key.clone()]);
+    let trimmed = Manifests::new(bucket.clone())
+        .latest(&s)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(trimmed.start_offset, cut);
+    assert_eq!(trimmed.objects[0].key, m.objects[1].key);
+    assert!(!objects(&bucket, &s).await.contains(&m.objects[0].key));
+    assert!(off.trim(&s).await.unwrap().is_empty());
     // The writer goes on in the open segment.
     w.close().await.unwrap();
     for b in c.bookies {

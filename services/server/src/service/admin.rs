@@ -37,9 +37,11 @@ pub async fn execute(svc: &Service, req: AdminRequest) -> Result<AdminResponse, 
                 info: describe(svc, &stream).await?,
             }
         }
-        AdminRequest::Truncate { stream, offset } => AdminResponse::Truncated {
-            start_offset: log.truncate(&stream, offset).await?,
-        },
+        AdminRequest::Truncate { stream, offset } => {
+            let start_offset = log.truncate(&stream, offset).await?;
+            svc.trim_objects(&stream).await;
+            AdminResponse::Truncated { start_offset }
+        }
         AdminRequest::CommitSubscription {
             stream,
             subscription,

@@ -155,11 +155,22 @@ impl Service {
                     Ok(gone) if !gone.is_empty() => {
                         self.metrics.retained_segments.add(gone.len() as u64);
                         tracing::info!(stream = %s, segments = gone.len(), "retention deleted segments");
+                        self.trim_objects(&s).await;
                     }
                     Ok(_) | Err(dlog_log::LogError::Conflict(_)) => {}
                     Err(e) => tracing::warn!(stream = %s, error = %e, "retention"),
                 }
             }
+        }
+    }
+
+    /// Makes the object tier follow the stream's start (truncation, retention). A failure is
+    /// logged: the next truncation or retention pass tries again.
+    pub async fn trim_objects(&self, stream: &dlog_api::StreamName) {
+        if let Some(off) = &self.offloader
+            && let Err(e) = off.trim(stream).await
+        {
+            tracing::warn!(stream = %stream, error = %e, "delete objects below the stream's start");
         }
     }
 

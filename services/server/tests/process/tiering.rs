@@ -131,6 +131,17 @@ fn offload_to_the_standalone_folder_and_read_back() {
     let (code, _, err) = dlog(&sa.addr, &["offload", "nonsense"], "");
     assert_ne!(code, 0);
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
+    // Truncation reaches the bucket: replay starts at the new start.
+    let (code, _, err) = dlog(
+        &sa.addr,
+        &["stream", "truncate", "tier/s", "--offset", "2500"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    drop(sa);
+    let (code, out, err) = replay(&["tier/s", "--max", "1"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("002500-"), "{out}");
 }
 
 #[test]
