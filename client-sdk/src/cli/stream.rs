@@ -96,6 +96,10 @@ pub struct CreateArgs {
     /// Compression of stored batches.
     #[arg(long, value_enum)]
     pub compression: Option<CompressionArg>,
+    /// Offload sealed segments to the object tier once sealed this long (e.g. 1h; default:
+    /// only on demand, `dlog offload`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub offload_after: Option<Duration>,
 }
 
 impl CreateArgs {
@@ -110,7 +114,8 @@ impl CreateArgs {
             || self.retention_age.is_some()
             || self.retention_bytes.is_some()
             || self.max_record_bytes.is_some()
-            || self.compression.is_some();
+            || self.compression.is_some()
+            || self.offload_after.is_some();
         if !given {
             return Ok(None);
         }
@@ -135,6 +140,9 @@ impl CreateArgs {
         }
         if let Some(v) = self.retention_bytes {
             p.retention_bytes = Some(v);
+        }
+        if let Some(v) = self.offload_after {
+            p.offload_after_ms = Some(ms(v));
         }
         if let Some(v) = self.max_record_bytes {
             p.max_record_bytes = u32::try_from(v)
@@ -291,6 +299,9 @@ fn print_info(info: &StreamInfo) {
         format_bytes(p.segment_bytes),
         format_ms(p.segment_age_ms)
     );
+    if let Some(ms) = p.offload_after_ms {
+        outln!("offload      {} after the seal", format_ms(ms));
+    }
     let mut retention = Vec::new();
     if let Some(ms) = p.retention_age_ms {
         retention.push(format!("older than {}", format_ms(ms)));

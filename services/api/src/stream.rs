@@ -123,6 +123,9 @@ pub struct StreamPolicy {
     pub max_record_bytes: u32,
     /// Compression of the record batches stored in entries.
     pub compression: Compression,
+    /// Sealed segments are offloaded to the object tier once sealed this long (milliseconds;
+    /// none: only on demand, `dlog offload`). Needs a node with an object store.
+    pub offload_after_ms: Option<u64>,
 }
 
 /// Smallest allowed roll size: a segment smaller than this would roll on nearly every batch.
@@ -143,6 +146,7 @@ impl Default for StreamPolicy {
             retain_for_subscriptions: false,
             max_record_bytes: DEFAULT_MAX_PAYLOAD as u32,
             compression: Compression::None,
+            offload_after_ms: None,
         }
     }
 }

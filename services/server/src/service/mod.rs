@@ -151,6 +151,7 @@ impl Service {
                 }
             };
             for s in streams {
+                self.offload_by_policy(&s).await;
                 match self.log.enforce_retention(&s).await {
                     Ok(gone) if !gone.is_empty() => {
                         self.metrics.retained_segments.add(gone.len() as u64);
@@ -161,6 +162,47 @@ impl Service {
                     Err(e) => tracing::warn!(stream = %s, error = %e, "retention"),
                 }
             }
+        }
+    }
+
+    /// Offloads the stream's segments sealed longer than its policy's `offload_after_ms`, and
+    /// reclaims bookie copies past their grace period. Done by the stream's owner, or by any
+    /// node when nobody owns it (every step is idempotent and guarded, so two nodes at once
+    /// only duplicate work).
+    pub async fn offload_by_policy(&self, stream: &dlog_api::StreamName) {
+        let Some(off) = &self.offloader else {
+            return;
+        };
+        let result = async {
+            let state = self.log.load(stream).await?;
+            let Some(after) = state.record.policy.offload_after_ms else {
+                return Ok(());
+            };
+            if let Some(o) = self.ownership.owner(stream).await?
+                && o.node != self.opts.node
+            {
+                return Ok(());
+            }
+            let now = self.log.now_ms();
+            let after = i64::try_from(after).unwrap_or(i64::MAX);
+            let done = off
+                .offload_stream(stream, |seg| {
+                    seg.sealed_ms
+                        .is_some_and(|t| t.saturating_add(after) <= now)
+                })
+                .await?;
+            if !done.is_empty() {
+                self.metrics.offloaded_segments.add(done.len() as u64);
+                self.metrics
+                    .offloaded_bytes
+                    .add(done.iter().map(|d| d.size).sum::<u64>());
+                tracing::info!(stream = %stream, segments = done.len(), "offloaded by policy");
+            }
+            off.reclaim(stream).await.map(|_| ())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(stream = %stream, error = %e, "offload by policy");
         }
     }
 

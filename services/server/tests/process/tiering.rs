@@ -196,3 +196,57 @@ fn wait_for_bucket(server: &S3Server) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(server.bucket("probe"));
 }
+
+/// A stream whose policy says `offload_after` is offloaded by the service itself.
+#[test]
+fn the_policy_offloads_sealed_segments_by_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--offload-grace", "0s"];
+    let sa = Standalone::start_with(
+        &dir.path().join("data"),
+        free_port(),
+        free_port(),
+        &args,
+        &[],
+    );
+    let srv = sa.addr.clone();
+    let (code, _, err) = dlog(
+        &srv,
+        &[
+            "stream",
+            "create",
+            "tier/auto",
+            "--segment-bytes",
+            "1MiB",
+            "--offload-after",
+            "0s",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = dlog(&srv, &["stream", "describe", "tier/auto"], "");
+    assert!(out.contains(" after the seal"), "{out}");
+    let input: String = (0..4_000)
+        .map(|i| format!("{i:06}-{}\n", "q".repeat(600)))
+        .collect();
+    let (code, _, err) = dlog(&srv, &["append", "tier/auto"], &input);
+    assert_eq!(code, 0, "{err}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, out, _) = dlog(&srv, &["stream", "describe", "tier/auto", "--json"], "");
+        let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let segs = info["segments"].as_array().unwrap().clone();
+        let sealed = segs.iter().filter(|g| g["state"] == "sealed").count();
+        let offloaded = segs.iter().filter(|g| g["tier"] == "objects").count();
+        if sealed >= 1 && offloaded == sealed {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not offloaded: {info}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (code, out, _) = dlog(&srv, &["read", "tier/auto"], "");
+    assert_eq!((code, out.as_str()), (0, input.as_str()));
+}
