@@ -310,7 +310,8 @@ impl Log {
     }
 
     async fn delete_ledgers(&self, segs: impl Iterator<Item = &SegmentRecord>) {
-        for s in segs {
+        // A segment whose bookie copy was deleted after its offload has no ledger left.
+        for s in segs.filter(|s| s.local_deleted_ms.is_none()) {
             let id = dlog_api::LedgerId(s.ledger);
             if let Err(e) = self.ledgers.delete(id).await {
                 // Orphaned ledgers waste space but lose nothing; the next GC of ledgers

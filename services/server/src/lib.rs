@@ -15,6 +15,7 @@ pub mod http;
 pub mod ledger_cmd;
 pub mod logging;
 pub mod metrics;
+pub mod restore_cmd;
 pub mod server_config;
 pub mod server_role;
 pub mod service;

@@ -1,7 +1,7 @@
 //! `dlogd`: the dlog service binary. Parses flags, starts logging, runs the chosen role.
 
 use clap::{Parser, Subcommand};
-use dlog_server::{bench, bookie_role, ledger_cmd, logging, server_role};
+use dlog_server::{bench, bookie_role, ledger_cmd, logging, restore_cmd, server_role};
 
 /// dlog service daemon: everything in one process (standalone), log service nodes, storage
 /// nodes (bookies), autorecovery, ledger tools and benchmarks.
@@ -30,12 +30,15 @@ enum Command {
     Ledger(ledger_cmd::LedgerCommand),
     /// Re-replicate the ledgers of lost bookies, in rounds, until SIGTERM.
     Autorecovery(ledger_cmd::AutorecoveryArgs),
+    /// Rebuild streams' metadata from a bucket's manifests into a metadata store that lacks
+    /// them, so that a lost cluster's offloaded history is readable again.
+    Restore(restore_cmd::RestoreArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     logging::init(match &cli.command {
-        Command::Bench(_) | Command::Ledger(_) => "warn",
+        Command::Bench(_) | Command::Ledger(_) | Command::Restore(_) => "warn",
         Command::Bookie(_)
         | Command::Autorecovery(_)
         | Command::Server(_)
@@ -59,6 +62,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(cmd) => bench::run(cmd).await,
             Command::Ledger(cmd) => ledger_cmd::run(cmd).await,
             Command::Autorecovery(args) => ledger_cmd::autorecovery(args).await,
+            Command::Restore(args) => restore_cmd::run(args).await,
         }
     });
     match result {

@@ -45,8 +45,9 @@ pub struct ObjectEntry {
 }
 
 /// A version of a stream's manifest.
+/// Unknown fields are ignored, so that readers of format 1 can read manifests that a newer
+/// writer extended with optional fields; an incompatible change bumps `format`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Manifest {
     pub format: u32,
     pub stream: String,
@@ -54,6 +55,9 @@ pub struct Manifest {
     /// Offsets below it are truncated.
     pub start_offset: u64,
     pub objects: Vec<ObjectEntry>,
+    /// The stream's policy when this version was written (what a restore recreates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<dlog_api::stream::StreamPolicy>,
 }
 
 impl Manifest {
@@ -65,6 +69,7 @@ impl Manifest {
             version: 0,
             start_offset: 0,
             objects: Vec::new(),
+            policy: None,
         }
     }
 

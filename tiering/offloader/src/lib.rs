@@ -19,8 +19,12 @@
 //! Nothing is deleted before its object is verified and committed to both the manifest and
 //! the segment metadata. Fail points (feature `testing`) sit after each step:
 //! `offload::uploaded`, `offload::verified`, `offload::manifest_committed`,
-//! `offload::metadata_committed`, `offload::before_reclaim`.
+//! `offload::metadata_committed`, `offload::before_reclaim`, `offload::trimmed_manifest`.
+//!
+//! [`restore`] rebuilds streams' metadata from a bucket's manifests (`dlogd restore`).
 
 mod offload;
+mod restore;
 
 pub use offload::{OffloadOptions, Offloaded, Offloader};
+pub use restore::{Restored, restore};

@@ -257,8 +257,10 @@ impl Offloader {
             }
             let mut next = m.clone();
             next.version += 1;
+            let state = self.log.load(stream).await?;
+            next.policy = Some(state.record.policy.clone());
             if next.objects.is_empty() {
-                let start = self.log.load(stream).await?.record.start_offset;
+                let start = state.record.start_offset;
                 next.start_offset = entry.first_offset.max(start.min(entry.end_offset));
             } else if m.end_offset() != entry.first_offset {
                 return Err(LogError::Conflict(format!(

@@ -220,6 +220,82 @@ async fn offload_reclaim_read(bucket: Bucket) {
     }
 }
 
+/// A cluster lost whole (metadata and bookies): a new one restores the streams from the
+/// bucket, reads the offloaded history, and appends after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_cluster_restores_the_streams_from_the_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::local(&dir.path().join("objects")).unwrap();
+    let n;
+    {
+        let c = cluster(&bucket).await;
+        let s: StreamName = "ns/kept".parse().unwrap();
+        let w = fill(&c.log, &s, 10_000).await;
+        w.roll().await.unwrap();
+        let off = Offloader::new(c.log.clone(), bucket.clone(), OffloadOptions::default());
+        off.offload_stream(&s, |_| true).await.unwrap();
+        n = Manifests::new(bucket.clone())
+            .latest(&s)
+            .await
+            .unwrap()
+            .unwrap()
+            .end_offset();
+        assert_eq!(n, 10_000);
+        w.close().await.unwrap();
+        for b in c.bookies {
+            b.stop().await;
+        }
+    } // the first cluster's metadata and bookies are gone with its temporary folder
+    let c = cluster(&bucket).await;
+    let s: StreamName = "ns/kept".parse().unwrap();
+    let r = dlog_offloader::restore(&c.log, &bucket).await.unwrap();
+    assert_eq!(
+        r,
+        [(
+            s.clone(),
+            dlog_offloader::Restored::Created {
+                segments: count_objects(&bucket, &s).await,
+                start: 0,
+                end: n
+            }
+        )]
+    );
+    let info = c.log.describe(&s).await.unwrap();
+    assert_eq!(info.end_offset, n);
+    assert_eq!(
+        info.policy.segment_bytes,
+        1 << 20,
+        "the policy came from the manifest"
+    );
+    assert!(info.segments.iter().all(|g| g.tier == "objects"));
+    read_all(&c.log, &s, n).await;
+    // A writer goes on after the restored history.
+    let w = StreamWriter::open(&c.log, &s, WriterOptions::default())
+        .await
+        .unwrap();
+    let set =
+        encode_record_set(&[record(n)], Compression::None, &RecordSetLimits::default()).unwrap();
+    let a = w
+        .append_wait(AppendBatch::from_record_set(0, 0, set, &info.policy).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(a.first_offset, n);
+    read_all(&c.log, &s, n + 1).await;
+    // Restoring again leaves the live stream alone.
+    assert_eq!(
+        dlog_offloader::restore(&c.log, &bucket).await.unwrap(),
+        [(s.clone(), dlog_offloader::Restored::Exists)]
+    );
+    w.close().await.unwrap();
+    for b in c.bookies {
+        b.stop().await;
+    }
+}
+
+async fn count_objects(b: &Bucket, s: &StreamName) -> usize {
+    objects(b, s).await.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_to_a_local_folder_then_read_from_it() {
     let dir = tempfile::tempdir().unwrap();

@@ -142,6 +142,32 @@ fn offload_to_the_standalone_folder_and_read_back() {
     let (code, out, err) = replay(&["tier/s", "--max", "1"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.starts_with("002500-"), "{out}");
+
+    // The whole standalone is lost but its objects: a new one restores the stream from them.
+    let fresh = dir.path().join("fresh");
+    let out = std::process::Command::new(super::DLOGD)
+        .args(["restore", "--bucket", &bucket, "--metadata"])
+        .arg(fresh.join("metadata"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("tier/s: restored"), "{stdout}");
+    let store = format!("--object-store={bucket}");
+    let sa = Standalone::start_with(&fresh, free_port(), free_port(), &[store.as_str()], &[]);
+    let (code, out, err) = dlog(&sa.addr, &["read", "tier/s"], "");
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 2_500);
+    assert!(out.starts_with("002500-"));
+    // And appends go on after the restored history.
+    let (code, _, err) = dlog(&sa.addr, &["append", "tier/s"], "after-restore\n");
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = dlog(&sa.addr, &["read", "tier/s", "--from", "5000"], "");
+    assert_eq!(out, "after-restore\n");
 }
 
 #[test]
