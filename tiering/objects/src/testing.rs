@@ -159,3 +159,147 @@ impl Drop for S3Server {
         }
     }
 }
+
+/// What a [`FaultyStore`] does to requests: each fails with a server error with probability
+/// `error`; a write that succeeded loses its reply with probability `lost_reply`; every request
+/// waits `latency` first.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    pub error: f64,
+    pub lost_reply: f64,
+    pub latency: Duration,
+}
+
+/// An object store that injects [`Faults`] into another, from a seeded generator.
+#[derive(Debug)]
+pub struct FaultyStore {
+    inner: std::sync::Arc<dyn object_store::ObjectStore>,
+    faults: std::sync::Mutex<Faults>,
+    rng: std::sync::Mutex<fastrand::Rng>,
+    /// Faults injected so far.
+    pub injected: std::sync::atomic::AtomicU64,
+}
+
+impl FaultyStore {
+    pub fn new(inner: std::sync::Arc<dyn object_store::ObjectStore>, seed: u64) -> FaultyStore {
+        FaultyStore {
+            inner,
+            faults: std::sync::Mutex::new(Faults::default()),
+            rng: std::sync::Mutex::new(fastrand::Rng::with_seed(seed)),
+            injected: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    pub fn set(&self, f: Faults) {
+        *self.faults.lock().unwrap() = f;
+    }
+
+    fn roll(&self, p: f64) -> bool {
+        let hit = p > 0.0 && self.rng.lock().unwrap().f64() < p;
+        if hit {
+            self.injected
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        hit
+    }
+
+    /// Waits the latency, then fails with an injected server error or not.
+    async fn before(&self, what: &str) -> object_store::Result<()> {
+        let f = self.faults.lock().unwrap().clone();
+        if !f.latency.is_zero() {
+            tokio::time::sleep(f.latency).await;
+        }
+        if self.roll(f.error) {
+            return Err(injected(format!("{what}: 503 Slow Down (injected)")));
+        }
+        Ok(())
+    }
+
+    fn lost(&self) -> bool {
+        let p = self.faults.lock().unwrap().lost_reply;
+        self.roll(p)
+    }
+}
+
+fn injected(msg: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "faulty",
+        source: msg.into(),
+    }
+}
+
+impl std::fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FaultyStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl object_store::ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &object_store::path::Path,
+        payload: object_store::PutPayload,
+        opts: object_store::PutOptions,
+    ) -> object_store::Result<object_store::PutResult> {
+        self.before("put").await?;
+        let r = self.inner.put_opts(location, payload, opts).await;
+        if r.is_ok() && self.lost() {
+            return Err(injected(format!("put {location}: reply lost (injected)")));
+        }
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &object_store::path::Path,
+        opts: object_store::PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+        self.before("multipart").await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &object_store::path::Path,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult> {
+        self.before("get").await?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: futures::stream::BoxStream<
+            'static,
+            object_store::Result<object_store::path::Path>,
+        >,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::path::Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(
+        &self,
+        prefix: Option<&object_store::path::Path>,
+    ) -> object_store::Result<object_store::ListResult> {
+        self.before("list").await?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &object_store::path::Path,
+        to: &object_store::path::Path,
+        options: object_store::CopyOptions,
+    ) -> object_store::Result<()> {
+        self.before("copy").await?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}

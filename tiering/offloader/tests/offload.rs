@@ -389,3 +389,76 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
         b.stop().await;
     }
 }
+
+/// Object store faults — server errors, lost replies to writes that happened, latency — make
+/// offload attempts fail (retryably), never lose or duplicate anything: running again until
+/// done leaves one verified object per segment in a contiguous manifest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_faults_lose_and_duplicate_nothing() {
+    use dlog_objects::testing::{Faults, FaultyStore};
+    let dir = tempfile::tempdir().unwrap();
+    let clean = Bucket::local(&dir.path().join("objects")).unwrap();
+    let faulty = Arc::new(FaultyStore::new(clean.store().clone(), 7));
+    let bucket = Bucket::from_store(faulty.clone(), "", "faulty://objects");
+    let c = cluster(&clean).await;
+    let s: StreamName = "ns/faulty".parse().unwrap();
+    let w = fill(&c.log, &s, 10_000).await;
+    w.roll().await.unwrap();
+    let off = Offloader::new(
+        c.log.clone(),
+        bucket.clone(),
+        OffloadOptions {
+            grace: Duration::ZERO,
+            ..OffloadOptions::default()
+        },
+    );
+    faulty.set(Faults {
+        error: 0.15,
+        lost_reply: 0.3,
+        latency: Duration::from_millis(1),
+    });
+    let mut failures = 0;
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 500, "offload never finished under faults");
+        match off.offload_stream(&s, |_| true).await {
+            Ok(done) if done.is_empty() => break,
+            Ok(_) => {}
+            Err(e) => {
+                assert!(
+                    matches!(e, dlog_log::LogError::Unavailable(_)),
+                    "a fault must be retryable: {e}"
+                );
+                failures += 1;
+                // No bookie copy goes while faults interrupt offloads: reclaim only what
+                // committed.
+                let _ = off.reclaim(&s).await;
+            }
+        }
+    }
+    assert!(failures > 0, "no fault was injected");
+    faulty.set(Faults::default());
+    off.reclaim(&s).await.unwrap();
+    let info = c.log.describe(&s).await.unwrap();
+    let sealed: Vec<_> = info
+        .segments
+        .iter()
+        .filter(|g| g.end_offset > g.first_offset && g.state == SegmentState::Sealed)
+        .collect();
+    assert!(sealed.iter().all(|g| g.tier == "objects"), "{info:?}");
+    let keys = objects(&clean, &s).await;
+    assert_eq!(keys.len(), sealed.len(), "{keys:?}");
+    let m = Manifests::new(clean.clone())
+        .latest(&s)
+        .await
+        .unwrap()
+        .unwrap();
+    m.validate().unwrap();
+    assert_eq!((m.start_offset, m.end_offset()), (0, 10_000));
+    read_all(&c.log, &s, 10_000).await;
+    w.close().await.unwrap();
+    for b in c.bookies {
+        b.stop().await;
+    }
+}
