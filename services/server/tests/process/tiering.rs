@@ -315,7 +315,7 @@ async fn a_million_records_round_trip_through_every_reader() {
     let mut last = None;
     for i in 0..N {
         let mut r = Record::new(payload(i));
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             r.key = Some(format!("k{}", i % 100).into_bytes().into());
         }
         last = Some(w.append(r).await);
@@ -354,7 +354,7 @@ async fn a_million_records_round_trip_through_every_reader() {
             (x.offset, x.record.payload.as_ref()),
             (n, payload(n).as_slice())
         );
-        assert_eq!(x.record.key.is_some(), n % 10 == 0);
+        assert_eq!(x.record.key.is_some(), n.is_multiple_of(10));
         n += 1;
     }
     assert_eq!(n, N);
