@@ -63,6 +63,9 @@ pub struct SegmentOptions {
     pub row_group_bytes: usize,
     /// zstd level (1 is fast and still shrinks text well).
     pub zstd_level: i32,
+    /// The object's expected size, reserved up front (a growing buffer of hundreds of MB
+    /// would be copied and page-faulted again at every doubling).
+    pub size_hint: usize,
 }
 
 impl Default for SegmentOptions {
@@ -70,6 +73,7 @@ impl Default for SegmentOptions {
         SegmentOptions {
             row_group_bytes: 4 << 20,
             zstd_level: 1,
+            size_hint: 0,
         }
     }
 }
@@ -108,30 +112,59 @@ impl SegmentSummary {
 
     /// Takes in the record at `offset` (the next one).
     fn add(&mut self, offset: u64, r: &Record) {
-        self.crc32c = record_crc(self.crc32c, offset, r);
+        self.add_parts(offset, r.timestamp_ms, r.txid, r.key.as_deref(), &r.payload);
+    }
+
+    fn add_parts(
+        &mut self,
+        offset: u64,
+        timestamp_ms: i64,
+        txid: Option<u64>,
+        key: Option<&[u8]>,
+        payload: &[u8],
+    ) {
+        self.crc32c = crc_parts(self.crc32c, offset, timestamp_ms, txid, key, payload);
         self.end_offset = offset + 1;
-        self.first_timestamp_ms = self.first_timestamp_ms.or(Some(r.timestamp_ms));
+        self.first_timestamp_ms = self.first_timestamp_ms.or(Some(timestamp_ms));
         self.max_timestamp_ms = Some(
             self.max_timestamp_ms
-                .map_or(r.timestamp_ms, |m| m.max(r.timestamp_ms)),
+                .map_or(timestamp_ms, |m| m.max(timestamp_ms)),
         );
-        if let Some(t) = r.txid {
+        if let Some(t) = txid {
             self.min_txid = self.min_txid.or(Some(t));
             self.max_txid = Some(t);
         }
-        self.record_bytes += (r.payload.len() + r.key.as_ref().map_or(0, |k| k.len())) as u64;
+        self.record_bytes += (payload.len() + key.map_or(0, <[u8]>::len)) as u64;
     }
 }
 
 /// Folds one record into a running CRC32C (the canonical encoding in the module docs).
 pub fn record_crc(crc: u32, offset: u64, r: &Record) -> u32 {
+    crc_parts(
+        crc,
+        offset,
+        r.timestamp_ms,
+        r.txid,
+        r.key.as_deref(),
+        &r.payload,
+    )
+}
+
+fn crc_parts(
+    crc: u32,
+    offset: u64,
+    timestamp_ms: i64,
+    txid: Option<u64>,
+    key: Option<&[u8]>,
+    payload: &[u8],
+) -> u32 {
     let mut head = [0u8; 8 + 8 + 9 + 5];
     let mut n = 0;
     head[n..n + 8].copy_from_slice(&offset.to_le_bytes());
     n += 8;
-    head[n..n + 8].copy_from_slice(&r.timestamp_ms.to_le_bytes());
+    head[n..n + 8].copy_from_slice(&timestamp_ms.to_le_bytes());
     n += 8;
-    match r.txid {
+    match txid {
         Some(t) => {
             head[n] = 1;
             head[n + 1..n + 9].copy_from_slice(&t.to_le_bytes());
@@ -143,7 +176,7 @@ pub fn record_crc(crc: u32, offset: u64, r: &Record) -> u32 {
         }
     }
     let mut crc = crc32c::crc32c_append(crc, &head[..n]);
-    match &r.key {
+    match key {
         Some(k) => {
             let mut h = [1u8; 5];
             h[1..].copy_from_slice(&(k.len() as u32).to_le_bytes());
@@ -152,8 +185,8 @@ pub fn record_crc(crc: u32, offset: u64, r: &Record) -> u32 {
         }
         None => crc = crc32c::crc32c_append(crc, &[0]),
     }
-    crc = crc32c::crc32c_append(crc, &(r.payload.len() as u32).to_le_bytes());
-    crc32c::crc32c_append(crc, &r.payload)
+    crc = crc32c::crc32c_append(crc, &(payload.len() as u32).to_le_bytes());
+    crc32c::crc32c_append(crc, payload)
 }
 
 /// Builds one segment object in memory.
@@ -191,7 +224,7 @@ impl SegmentWriter {
             .set_max_row_group_row_count(Some(usize::MAX))
             .set_created_by(format!("dlog {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer = ArrowWriter::try_new(Vec::new(), schema(), Some(props))?;
+        let writer = ArrowWriter::try_new(Vec::with_capacity(opts.size_hint.min(1 << 30)), schema(), Some(props))?;
         Ok(SegmentWriter {
             stream: stream.clone(),
             opts,
@@ -289,6 +322,16 @@ pub struct DecodedSegment {
 /// Decodes a whole segment object and checks it: dense offsets from `dlog.first_offset` to
 /// `dlog.end_offset`, and the checksum of its records equal to `dlog.crc32c`.
 pub fn decode(key: &str, bytes: Bytes) -> Result<DecodedSegment, ObjectError> {
+    read_checked(key, bytes, true)
+}
+
+/// [`decode`] without keeping the records: what verifying an upload needs (no copy of every
+/// payload). Its `records` are empty.
+pub fn check(key: &str, bytes: Bytes) -> Result<DecodedSegment, ObjectError> {
+    read_checked(key, bytes, false)
+}
+
+fn read_checked(key: &str, bytes: Bytes, keep: bool) -> Result<DecodedSegment, ObjectError> {
     let corrupt = |why: String| ObjectError::corrupt(key, why);
     let builder = ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| corrupt(format!("not a Parquet file: {e}")))?;
@@ -322,9 +365,13 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<DecodedSegment, ObjectError> {
     }
     let reader = builder.build()?;
     let mut summary = SegmentSummary::empty(first);
-    let mut records = Vec::with_capacity((end.saturating_sub(first)).min(1 << 24) as usize);
+    let mut records = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| corrupt(format!("decode: {e}")))?;
+        if !keep {
+            check_batch(&batch, &mut summary).map_err(corrupt)?;
+            continue;
+        }
         for (offset, r) in batch_records(&batch).map_err(corrupt)? {
             if offset != summary.end_offset {
                 return Err(corrupt(format!(
@@ -350,6 +397,56 @@ pub fn decode(key: &str, bytes: Bytes) -> Result<DecodedSegment, ObjectError> {
     })
 }
 
+/// Folds a batch into `summary` straight from its columns.
+fn check_batch(batch: &RecordBatch, summary: &mut SegmentSummary) -> Result<(), String> {
+    let c = columns(batch)?;
+    for i in 0..batch.num_rows() {
+        if c.offsets.is_null(i) || c.ts.is_null(i) || c.payloads.is_null(i) {
+            return Err(format!("row {i} has a null offset, timestamp or payload"));
+        }
+        let offset = c.offsets.value(i);
+        if offset != summary.end_offset {
+            return Err(format!(
+                "offset {offset} where {} was expected",
+                summary.end_offset
+            ));
+        }
+        summary.add_parts(
+            offset,
+            c.ts.value(i),
+            (!c.txids.is_null(i)).then(|| c.txids.value(i)),
+            (!c.keys.is_null(i)).then(|| c.keys.value(i)),
+            c.payloads.value(i),
+        );
+    }
+    Ok(())
+}
+
+/// A batch's columns, typed.
+struct Columns<'a> {
+    offsets: &'a UInt64Array,
+    ts: &'a Int64Array,
+    txids: &'a UInt64Array,
+    keys: &'a BinaryArray,
+    payloads: &'a BinaryArray,
+}
+
+fn columns(batch: &RecordBatch) -> Result<Columns<'_>, String> {
+    fn col<'a, T: 'static>(b: &'a RecordBatch, i: usize, name: &str) -> Result<&'a T, String> {
+        b.column(i)
+            .as_any()
+            .downcast_ref::<T>()
+            .ok_or_else(|| format!("column {name} has the wrong type"))
+    }
+    Ok(Columns {
+        offsets: col(batch, 0, "offset")?,
+        ts: col(batch, 1, "timestamp_ms")?,
+        txids: col(batch, 2, "txid")?,
+        keys: col(batch, 3, "key")?,
+        payloads: col(batch, 4, "payload")?,
+    })
+}
+
 fn key_values(kv: Option<&Vec<KeyValue>>) -> Vec<(String, String)> {
     kv.map(|v| {
         v.iter()
@@ -361,17 +458,13 @@ fn key_values(kv: Option<&Vec<KeyValue>>) -> Vec<(String, String)> {
 
 /// The records of a batch in the segment schema.
 pub fn batch_records(batch: &RecordBatch) -> Result<Vec<(u64, Record)>, String> {
-    fn col<'a, T: 'static>(b: &'a RecordBatch, i: usize, name: &str) -> Result<&'a T, String> {
-        b.column(i)
-            .as_any()
-            .downcast_ref::<T>()
-            .ok_or_else(|| format!("column {name} has the wrong type"))
-    }
-    let offsets: &UInt64Array = col(batch, 0, "offset")?;
-    let ts: &Int64Array = col(batch, 1, "timestamp_ms")?;
-    let txids: &UInt64Array = col(batch, 2, "txid")?;
-    let keys: &BinaryArray = col(batch, 3, "key")?;
-    let payloads: &BinaryArray = col(batch, 4, "payload")?;
+    let Columns {
+        offsets,
+        ts,
+        txids,
+        keys,
+        payloads,
+    } = columns(batch)?;
     let mut out = Vec::with_capacity(batch.num_rows());
     for i in 0..batch.num_rows() {
         if offsets.is_null(i) || ts.is_null(i) || payloads.is_null(i) {

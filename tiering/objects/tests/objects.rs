@@ -182,10 +182,17 @@ async fn suite(b: Bucket) {
     let mut raw = b.get(&e2.key).await.unwrap().to_vec();
     let mid = raw.len() / 3;
     raw[mid] ^= 0x55;
+    let raw = Bytes::from(raw);
     assert!(matches!(
-        decode("damaged", Bytes::from(raw)),
+        decode("damaged", raw.clone()),
         Err(ObjectError::Corrupt { .. })
     ));
+    assert!(matches!(
+        dlog_objects::segment::check("damaged", raw),
+        Err(ObjectError::Corrupt { .. })
+    ));
+    let good = dlog_objects::segment::check(&e2.key, b.get(&e2.key).await.unwrap()).unwrap();
+    assert_eq!((good.summary.crc32c, good.records.len()), (e2.crc32c, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,7 @@ use dlog_log::meta::{SegmentObject, SegmentRecord, segment_key};
 use dlog_log::{Log, LogError};
 use dlog_metadata::{Expect, MetadataError, Op};
 use dlog_objects::layout::segment_key as object_key;
-use dlog_objects::segment::{SegmentSummary, decode};
+use dlog_objects::segment::{SegmentSummary, check};
 use dlog_objects::{
     Bucket, Manifest, Manifests, ObjectEntry, ObjectError, SegmentOptions, SegmentWriter,
 };
@@ -174,7 +174,11 @@ impl Offloader {
             max_payload: usize::MAX,
             ..RecordSetLimits::default()
         };
-        let mut w = SegmentWriter::new(stream, seg.first_offset, self.opts.segment.clone())?;
+        let opts = SegmentOptions {
+            size_hint: usize::try_from(seg.bytes + seg.bytes / 16).unwrap_or(0),
+            ..self.opts.segment.clone()
+        };
+        let mut w = SegmentWriter::new(stream, seg.first_offset, opts)?;
         for e in 0..=last.0 {
             let entry = reader.read(EntryId(e)).await?;
             let se = StreamEntry::decode(entry.payload)
@@ -222,7 +226,7 @@ impl Offloader {
             )));
         }
         let len = bytes.len() as u64;
-        let got = decode(key, bytes)?;
+        let got = check(key, bytes)?;
         if got.summary.first_offset != want.first_offset
             || got.summary.end_offset != want.end_offset
             || got.summary.crc32c != want.crc32c

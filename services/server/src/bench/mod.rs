@@ -9,6 +9,7 @@
 mod bookie;
 mod ledger;
 mod local;
+mod offload;
 mod report;
 
 pub use bookie::BookieBenchArgs;
@@ -22,6 +23,9 @@ pub enum BenchCommand {
     /// Appends to one replicated ledger (E/Qw/Qa) through the replication client. Without
     /// --bookies, starts --local-bookies (default 3) in temporary folders first.
     Ledger(LedgerBenchArgs),
+    /// The object tier: offload (bookies -> Parquet -> bucket, verified), catch-up reads from
+    /// the objects, and the first record of a cold object; starts its own bookies.
+    Offload(offload::OffloadBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -30,6 +34,11 @@ pub async fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let json = args.load.json;
             let report = bookie::run(args).await?;
             report.print(json);
+            Ok(())
+        }
+        BenchCommand::Offload(args) => {
+            let json = args.json;
+            offload::run(args).await?.print(json);
             Ok(())
         }
         BenchCommand::Ledger(args) => {
