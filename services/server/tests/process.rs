@@ -406,6 +406,40 @@ fn bench_prints_its_figures_and_a_json_line() {
     let out = dlogd(&["bench", "ledger", "--local-bookies", "2", "--seconds", "1"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("at least that many bookies"));
+
+    // The object tier's bench: 8 MiB offloaded to a folder, read back, cold reads.
+    let out = dlogd(&["bench", "offload", "--mib", "8", "--json"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("catch-up") && stdout.contains("cold first record"),
+        "{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(v["record_bytes"].as_u64(), Some(8 << 20));
+    for k in [
+        "offload_mb_per_s",
+        "catchup_mb_per_s",
+        "cold_first_record_p50_ms",
+    ] {
+        assert!(v[k].as_f64().is_some_and(|x| x > 0.0), "{k} in {v}");
+    }
+    for (args, text) in [
+        (vec!["bench", "offload", "--mib", "0"], "--mib"),
+        (
+            vec!["bench", "offload", "--bucket", "gs://x", "--mib", "1"],
+            "s3://bucket/prefix",
+        ),
+    ] {
+        let out = dlogd(&args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(text), "{args:?}: {err}");
+    }
 }
 
 fn bench_contract(bench: &str) {

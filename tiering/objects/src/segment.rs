@@ -224,7 +224,11 @@ impl SegmentWriter {
             .set_max_row_group_row_count(Some(usize::MAX))
             .set_created_by(format!("dlog {}", env!("CARGO_PKG_VERSION")))
             .build();
-        let writer = ArrowWriter::try_new(Vec::with_capacity(opts.size_hint.min(1 << 30)), schema(), Some(props))?;
+        let writer = ArrowWriter::try_new(
+            Vec::with_capacity(opts.size_hint.min(1 << 30)),
+            schema(),
+            Some(props),
+        )?;
         Ok(SegmentWriter {
             stream: stream.clone(),
             opts,

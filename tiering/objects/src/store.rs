@@ -207,6 +207,26 @@ impl Bucket {
         Ok(out)
     }
 
+    /// Every key under `dir` with its size and last-modified time (ms since the epoch).
+    pub async fn list_meta(&self, dir: &str) -> Result<Vec<(String, u64, i64)>, ObjectError> {
+        let p = self.path(dir);
+        let mut out: Vec<(String, u64, i64)> = self
+            .store
+            .list(Some(&p))
+            .map_ok(|m| {
+                (
+                    self.relative(&m.location),
+                    m.size,
+                    m.last_modified.timestamp_millis(),
+                )
+            })
+            .try_collect()
+            .await
+            .map_err(|e| ObjectError::from_store(e, dir))?;
+        out.sort();
+        Ok(out)
+    }
+
     /// The folders directly under `dir` (their names only).
     pub async fn list_dirs(&self, dir: &str) -> Result<Vec<String>, ObjectError> {
         let p = self.path(dir);

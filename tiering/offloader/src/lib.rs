@@ -25,6 +25,8 @@
 
 mod offload;
 mod restore;
+mod scrub;
 
 pub use offload::{OffloadOptions, Offloaded, Offloader};
 pub use restore::{Restored, restore};
+pub use scrub::{ScrubReport, scrub};

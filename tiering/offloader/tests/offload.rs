@@ -462,3 +462,70 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
         b.stop().await;
     }
 }
+
+/// The scrubber finds a planted orphan and deletes it, keeps the object of an offload still
+/// in flight, and reports an object the manifest lists but the bucket lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scrubber_finds_orphans_and_missing_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let bucket = Bucket::local(&dir.path().join("objects")).unwrap();
+    let c = cluster(&bucket).await;
+    let s: StreamName = "ns/scrubbed".parse().unwrap();
+    let w = fill(&c.log, &s, 10_000).await;
+    w.roll().await.unwrap();
+    let off = Offloader::new(c.log.clone(), bucket.clone(), OffloadOptions::default());
+    // Offload all but the last sealed segment; the last one's upload "crashes" after upload.
+    let info = c.log.describe(&s).await.unwrap();
+    let last_sealed = info
+        .segments
+        .iter()
+        .filter(|g| g.state == SegmentState::Sealed && g.end_offset > g.first_offset)
+        .map(|g| g.seq)
+        .max()
+        .unwrap();
+    off.offload_stream(&s, |g| g.seq < last_sealed)
+        .await
+        .unwrap();
+    fail::cfg("offload::uploaded", "return").unwrap();
+    assert!(off.offload_stream(&s, |_| true).await.is_err());
+    fail::remove("offload::uploaded");
+    // A planted orphan: a copy of a committed object under another range's name.
+    let m = Manifests::new(bucket.clone())
+        .latest(&s)
+        .await
+        .unwrap()
+        .unwrap();
+    let planted =
+        "streams/ns/scrubbed/dt=1970-01-01/00000000000099999000-00000000000099999999.parquet";
+    bucket
+        .put_new(planted, bucket.get(&m.objects[0].key).await.unwrap())
+        .await
+        .unwrap();
+    let r = dlog_offloader::scrub(&c.log, &bucket, &s, true, 0)
+        .await
+        .unwrap();
+    assert_eq!(r.orphans.len(), 2, "{r:?}"); // the planted one and the in-flight one
+    assert_eq!(
+        r.deleted,
+        [planted.to_string()],
+        "the in-flight object is kept"
+    );
+    assert!(r.missing.is_empty());
+    // The interrupted offload completes with the object the scrubber kept.
+    let done = off.offload_stream(&s, |_| true).await.unwrap();
+    assert_eq!((done.len(), done[0].reused), (1, true));
+    let r = dlog_offloader::scrub(&c.log, &bucket, &s, true, 0)
+        .await
+        .unwrap();
+    assert_eq!(r, dlog_offloader::ScrubReport::default());
+    // A lost object is reported.
+    bucket.delete(&m.objects[0].key).await.unwrap();
+    let r = dlog_offloader::scrub(&c.log, &bucket, &s, false, 0)
+        .await
+        .unwrap();
+    assert_eq!(r.missing, [m.objects[0].key.clone()]);
+    w.close().await.unwrap();
+    for b in c.bookies {
+        b.stop().await;
+    }
+}
