@@ -12,10 +12,9 @@ use futures::stream::FuturesOrdered;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
+use self::failure::refuse;
 use self::roll::Rolling;
-use super::acquire::{
-    Next, SealedEnd, Switch, discard, recover_ledger, spare_ledger, switch_segment,
-};
+use super::acquire::{Next, SealedEnd, Switch, discard, spare_ledger, switch_segment};
 use super::{AppendBatch, Appended, Msg, Reply, WriterOptions};
 use crate::dedup::{DedupTable, Verdict};
 use crate::entry::{EntrySet, MAX_SETS, StreamEntry};
@@ -83,6 +82,7 @@ impl Segment {
     }
 }
 
+mod failure;
 mod roll;
 
 /// An entry on its way to the bookies.
@@ -592,131 +592,5 @@ impl Task {
             self.prepare_spare();
         }
         Ok(end)
-    }
-
-    /// The ledger failed under the writer: a newer writer fenced it (terminal), or its
-    /// bookies are gone. In the second case, recover it, keep what made it, and go on in a
-    /// new segment.
-    async fn on_ledger_failure(&mut self, e: WriteError) -> Result<(), LogError> {
-        self.abort_roll();
-        let sealed = self.recover_here(e).await?;
-        self.switch(sealed, Next::Open).await.map(|_| ())
-    }
-
-    /// Recovers the segment's ledger to learn exactly which entries are in it: their appends
-    /// succeed; the rest fail as "not appended" (safe to retry) and are forgotten by the
-    /// duplicate table.
-    async fn recover_here(&mut self, cause: WriteError) -> Result<SealedEnd, LogError> {
-        if cause == WriteError::Fenced {
-            return Err(LogError::Fenced(format!(
-                "{}: the segment's ledger was fenced by a newer writer",
-                self.name
-            )));
-        }
-        let id = self.seg.ledger.id();
-        warn!(stream = %self.name, ledger = %id, error = %cause, "segment ledger failed; recovering it");
-        self.acks = FuturesOrdered::new();
-        let meta = recover_ledger(&self.log, id).await?.ok_or_else(|| {
-            LogError::Internal(format!(
-                "the ledger {id} of {}'s open segment is gone",
-                self.name
-            ))
-        })?;
-        let last = meta.last_entry.map(|e| e.0);
-        let mut failed = Vec::new();
-        while let Some(f) = self.inflight.pop_front() {
-            if last.is_some_and(|l| f.entry <= l) {
-                self.complete(f);
-            } else {
-                self.pending_bytes -= f.bytes;
-                failed.extend(f.replies);
-            }
-        }
-        for r in self.ready.drain(..) {
-            failed.extend(r.replies);
-        }
-        failed.extend(std::mem::take(&mut self.packing).replies);
-        let end = *self.acked.borrow();
-        failed.extend(
-            std::mem::take(&mut self.dup_waiters)
-                .into_iter()
-                .filter(|(_, a)| a.first_offset + u64::from(a.count) > end),
-        );
-        self.not_appended(failed);
-        self.dedup.forget_from(end);
-        self.next_offset = end;
-        if let Some(ts) = self.seg.max_ts {
-            self.max_ts = ts;
-        }
-        self.max_txid = self.seg.max_txid.or(self.max_txid);
-        Ok(SealedEnd {
-            end_offset: end,
-            bytes: meta.length,
-            max_ts: self.seg.max_ts,
-            max_txid: self.seg.max_txid,
-            first_ts: self.seg.first_ts,
-            min_txid: self.seg.min_txid,
-        })
-    }
-
-    /// Fails appends that are definitely not in the stream (safe to retry).
-    fn not_appended(&self, failed: Vec<(Reply, Appended)>) {
-        let why = format!(
-            "not appended: the bookies of {}'s segment failed; retry",
-            self.name
-        );
-        for (reply, _) in failed {
-            let _ = reply.send(Err(LogError::Unavailable(why.clone())));
-        }
-    }
-
-    fn fail_all(&mut self, e: LogError) {
-        let mut replies: Vec<Reply> = Vec::new();
-        replies.extend(
-            self.inflight
-                .drain(..)
-                .flat_map(|f| f.replies)
-                .map(|(r, _)| r),
-        );
-        replies.extend(self.ready.drain(..).flat_map(|r| r.replies).map(|(r, _)| r));
-        replies.extend(
-            std::mem::take(&mut self.packing)
-                .replies
-                .into_iter()
-                .map(|(r, _)| r),
-        );
-        replies.extend(self.dup_waiters.drain(..).map(|(r, _)| r));
-        for r in replies {
-            let _ = r.send(Err(e.clone()));
-        }
-        if let Some(r) = self.rolling.take() {
-            // A seal being committed goes on by itself: the next writer recovers whichever
-            // segment it leaves open. Until it commits, the next segment's ledger is named
-            // nowhere and holds nothing acknowledged.
-            r.detach();
-        }
-        if let Some(h) = self.spare.take() {
-            let log = self.log.clone();
-            tokio::spawn(async move {
-                if let Ok(Ok(l)) = h.await {
-                    discard(&log, l).await;
-                }
-            });
-        }
-        warn!(stream = %self.name, epoch = self.epoch, error = %e, "stream writer stopped");
-    }
-}
-
-fn refuse(m: Msg, e: LogError) {
-    match m {
-        Msg::Append(_, reply) => {
-            let _ = reply.send(Err(e));
-        }
-        Msg::Roll(reply) => {
-            let _ = reply.send(Err(e));
-        }
-        Msg::Close { reply, .. } => {
-            let _ = reply.send(Err(e));
-        }
     }
 }
