@@ -253,8 +253,8 @@ pub async fn offload(client: &Client, args: OffloadArgs, json: bool) -> anyhow::
     }
     for s in &segments {
         outln!(
-            "segment {} [{}, {}) -> {} ({} bytes)",
-            s.seq,
+            "segment(s) {:?} [{}, {}) -> {} ({} bytes)",
+            s.segments,
             s.first_offset,
             s.end_offset,
             s.key,
@@ -262,8 +262,10 @@ pub async fn offload(client: &Client, args: OffloadArgs, json: bool) -> anyhow::
         );
     }
     let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    let count: usize = segments.iter().map(|s| s.segments.len().max(1)).sum();
     outln!(
-        "offloaded {} segment(s), {bytes} bytes; bookie copies deleted for {} segment(s)",
+        "offloaded {count} segment(s) into {} object(s), {bytes} bytes; bookie copies deleted \
+         for {} segment(s)",
         segments.len(),
         reclaimed.len()
     );

@@ -63,6 +63,7 @@ async fn every_operation_round_trips() {
             AdminRequest::Offload { seal, .. } => AdminResponse::Offloaded {
                 segments: vec![dlog_api::admin::OffloadedSegment {
                     seq: 0,
+                    segments: vec![0],
                     key: "streams/ns/s/dt=1970-01-01/a.parquet".into(),
                     first_offset: 0,
                     end_offset: 10,

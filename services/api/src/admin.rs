@@ -65,10 +65,14 @@ pub enum AdminRequest {
     },
 }
 
-/// One segment an offload moved to the object tier.
+/// One object an offload wrote: one segment, or several small adjacent ones compacted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OffloadedSegment {
+    /// The first segment it holds.
     pub seq: u64,
+    /// Every segment it holds.
+    #[serde(default)]
+    pub segments: Vec<u64>,
     /// The object, relative to the bucket's prefix.
     pub key: String,
     pub first_offset: u64,

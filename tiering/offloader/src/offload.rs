@@ -25,6 +25,9 @@ pub struct OffloadOptions {
     /// How long a segment's bookie copy stays after its offload has committed, for readers
     /// that were reading it from the bookies.
     pub grace: Duration,
+    /// Adjacent sealed segments smaller than this together go into one object (compaction:
+    /// fewer, larger objects, fewer PUTs and GETs); 0 offloads each segment alone.
+    pub compact_below: u64,
 }
 
 impl Default for OffloadOptions {
@@ -32,14 +35,18 @@ impl Default for OffloadOptions {
         OffloadOptions {
             segment: SegmentOptions::default(),
             grace: Duration::from_secs(60),
+            compact_below: 64 << 20,
         }
     }
 }
 
-/// One segment offloaded.
+/// One object offloaded (holding one segment, or several compacted together).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Offloaded {
+    /// The first segment it holds.
     pub seq: u64,
+    /// Every segment it holds.
+    pub segments: Vec<u64>,
     pub key: String,
     pub first_offset: u64,
     pub end_offset: u64,
@@ -86,13 +93,17 @@ impl Offloader {
 
     /// Offloads every sealed segment of `stream` not offloaded yet, in order, that `eligible`
     /// accepts (stopping at the first it does not, so that the manifest stays contiguous).
+    /// Adjacent segments smaller than `compact_below` together go into one object. Returns the
+    /// objects written (an interrupted earlier offload whose object is in the manifest already
+    /// is only finished, not returned).
     pub async fn offload_stream(
         &self,
         stream: &StreamName,
         eligible: impl Fn(&SegmentRecord) -> bool,
     ) -> Result<Vec<Offloaded>, LogError> {
         let state = self.log.load(stream).await?;
-        let mut done = Vec::new();
+        let manifest = self.manifests.latest(stream).await?;
+        let mut todo: Vec<SegmentRecord> = Vec::new();
         for (seg, _) in &state.segments {
             if seg.state != SegmentState::Sealed || seg.object.is_some() {
                 continue;
@@ -100,23 +111,70 @@ impl Offloader {
             if seg.end_offset == seg.first_offset {
                 continue; // nothing to offload; reclaim deletes its ledger
             }
+            // Committed to the manifest by an attempt interrupted before the segment's
+            // metadata: finish that commit.
+            if let Some(o) = manifest
+                .as_ref()
+                .and_then(|m| m.find(seg.first_offset))
+                .filter(|o| o.end_offset >= seg.end_offset)
+            {
+                self.commit_segment(stream, seg.seq, o).await?;
+                continue;
+            }
             if !eligible(seg) {
                 break;
             }
-            done.push(self.offload_segment(stream, seg).await?);
+            todo.push(seg.clone());
+        }
+        let mut done = Vec::new();
+        for group in self.groups(todo) {
+            done.push(self.offload_group(stream, &group).await?);
         }
         Ok(done)
     }
 
-    /// Offloads one sealed segment (the steps of the crate docs).
+    /// Splits consecutive segments into objects: small ones together until `compact_below`.
+    fn groups(&self, segs: Vec<SegmentRecord>) -> Vec<Vec<SegmentRecord>> {
+        let mut out: Vec<Vec<SegmentRecord>> = Vec::new();
+        let mut bytes = 0u64;
+        for seg in segs {
+            let fits = out.last().is_some_and(|g| {
+                g.last().is_some_and(|l| l.end_offset == seg.first_offset)
+                    && bytes + seg.bytes < self.opts.compact_below
+            });
+            if fits {
+                bytes += seg.bytes;
+                out.last_mut().expect("checked above").push(seg);
+            } else {
+                bytes = seg.bytes;
+                out.push(vec![seg]);
+            }
+        }
+        out
+    }
+
+    /// Offloads one sealed segment alone (the steps of the crate docs).
     pub async fn offload_segment(
         &self,
         stream: &StreamName,
         seg: &SegmentRecord,
     ) -> Result<Offloaded, LogError> {
-        let (bytes, summary) = self.build(stream, seg).await?;
-        let first_ts = summary.first_timestamp_ms.unwrap_or(seg.created_ms);
-        let key = object_key(stream, seg.first_offset, seg.end_offset - 1, first_ts);
+        self.offload_group(stream, std::slice::from_ref(seg)).await
+    }
+
+    /// Offloads adjacent sealed segments as one object.
+    async fn offload_group(
+        &self,
+        stream: &StreamName,
+        group: &[SegmentRecord],
+    ) -> Result<Offloaded, LogError> {
+        let (first, last) = match (group.first(), group.last()) {
+            (Some(f), Some(l)) => (f, l),
+            _ => return Err(LogError::Internal("an empty offload group".into())),
+        };
+        let (bytes, summary) = self.build(stream, group).await?;
+        let first_ts = summary.first_timestamp_ms.unwrap_or(first.created_ms);
+        let key = object_key(stream, first.first_offset, last.end_offset - 1, first_ts);
         let size = bytes.len() as u64;
         let reused = match self.bucket.put_new(&key, bytes).await {
             Ok(()) => false,
@@ -128,6 +186,7 @@ impl Offloader {
             .verify(&key, &summary, if reused { None } else { Some(size) })
             .await?;
         step!("offload::verified");
+        let seqs: Vec<u64> = group.iter().map(|g| g.seq).collect();
         let entry = ObjectEntry {
             key: key.clone(),
             first_offset: summary.first_offset,
@@ -138,16 +197,19 @@ impl Offloader {
             max_timestamp_ms: summary.max_timestamp_ms,
             min_txid: summary.min_txid,
             max_txid: summary.max_txid,
-            segments: vec![seg.seq],
+            segments: seqs.clone(),
             created_ms: self.log.now_ms(),
         };
         self.commit_manifest(stream, &entry).await?;
         step!("offload::manifest_committed");
-        self.commit_segment(stream, seg.seq, &entry).await?;
+        for seq in &seqs {
+            self.commit_segment(stream, *seq, &entry).await?;
+        }
         step!("offload::metadata_committed");
-        info!(stream = %stream, seq = seg.seq, key, size, reused, "segment offloaded");
+        info!(stream = %stream, segments = ?seqs, key, size, reused, "segments offloaded");
         Ok(Offloaded {
-            seq: seg.seq,
+            seq: first.seq,
+            segments: seqs,
             key,
             first_offset: entry.first_offset,
             end_offset: entry.end_offset,
@@ -156,12 +218,33 @@ impl Offloader {
         })
     }
 
-    /// Reads the segment from the bookies into a Parquet object.
+    /// Reads the segments from the bookies into one Parquet object.
     async fn build(
         &self,
         stream: &StreamName,
-        seg: &SegmentRecord,
+        group: &[SegmentRecord],
     ) -> Result<(bytes::Bytes, SegmentSummary), LogError> {
+        let first = group.first().map_or(0, |g| g.first_offset);
+        let total: u64 = group.iter().map(|g| g.bytes).sum();
+        let opts = SegmentOptions {
+            size_hint: usize::try_from(total + total / 16).unwrap_or(0),
+            ..self.opts.segment.clone()
+        };
+        let mut w = SegmentWriter::new(stream, first, opts)?;
+        for seg in group {
+            self.add_segment(stream, seg, &mut w).await?;
+        }
+        let seqs: Vec<u64> = group.iter().map(|g| g.seq).collect();
+        Ok(w.finish(&seqs)?)
+    }
+
+    /// Appends one segment's records, read from its ledger, to `w`.
+    async fn add_segment(
+        &self,
+        stream: &StreamName,
+        seg: &SegmentRecord,
+        w: &mut SegmentWriter,
+    ) -> Result<(), LogError> {
         let id = LedgerId(seg.ledger);
         let mut reader = self.log.ledgers().open_reader(id).await?;
         let Some(last) = reader.readable_end() else {
@@ -174,11 +257,6 @@ impl Offloader {
             max_payload: usize::MAX,
             ..RecordSetLimits::default()
         };
-        let opts = SegmentOptions {
-            size_hint: usize::try_from(seg.bytes + seg.bytes / 16).unwrap_or(0),
-            ..self.opts.segment.clone()
-        };
-        let mut w = SegmentWriter::new(stream, seg.first_offset, opts)?;
         for e in 0..=last.0 {
             let entry = reader.read(EntryId(e)).await?;
             let se = StreamEntry::decode(entry.payload)
@@ -205,7 +283,7 @@ impl Offloader {
                 w.next_offset()
             )));
         }
-        Ok(w.finish(&[seg.seq])?)
+        Ok(())
     }
 
     /// Reads the object back whole and checks it holds exactly what the bookies held.

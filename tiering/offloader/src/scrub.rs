@@ -4,7 +4,7 @@
 //!   does not list: left by an offload interrupted before its manifest commit (and whose
 //!   segment was then deleted), or by a trim interrupted before its deletes. Repair deletes it,
 //!   but only when it is older than `min_age` and no sealed segment still waiting for its
-//!   offload has that range — an offload in progress is never undercut.
+//!   offload starts where it starts — an offload in progress is never undercut.
 //! - A **missing** object is one the manifest lists that the bucket does not hold (or holds
 //!   at another size). It is reported: the bucket has lost data, and only a bookie copy still
 //!   present could restore it.
@@ -70,8 +70,10 @@ pub async fn scrub(
             continue;
         }
         report.orphans.push(key.clone());
+        // An offload (of one segment or of several compacted) starts its object at the first
+        // offset of a segment still waiting for it.
         let range = object_range(&key);
-        let in_flight = range.is_some_and(|r| pending.contains(&r));
+        let in_flight = range.is_some_and(|(first, _)| pending.iter().any(|(f, _)| *f == first));
         if repair && !in_flight && modified + min_age_ms <= now {
             bucket.delete(&key).await?;
             report.deleted.push(key);

@@ -139,6 +139,7 @@ async fn offload_reclaim_read(bucket: Bucket) {
         bucket.clone(),
         OffloadOptions {
             grace: Duration::ZERO,
+            compact_below: 0, // one object per segment here; compaction is tested below
             ..OffloadOptions::default()
         },
     );
@@ -324,6 +325,7 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
         bucket.clone(),
         OffloadOptions {
             grace: Duration::ZERO,
+            compact_below: 5 << 20, // compaction: two ~2 MiB segments per object
             ..OffloadOptions::default()
         },
     );
@@ -370,9 +372,10 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
         .filter(|g| g.object_key.is_some())
         .collect();
     assert!(offloaded.len() >= 4);
-    // Exactly one object per segment, all in the manifest, contiguous.
+    // Exactly the manifest's objects in the bucket, contiguous, every segment in one of them,
+    // and compacted: fewer objects than segments.
     let keys = objects(&bucket, &s).await;
-    assert_eq!(keys.len(), offloaded.len(), "{keys:?}");
+    assert!(keys.len() < offloaded.len(), "{keys:?}");
     let m = Manifests::new(bucket.clone())
         .latest(&s)
         .await
@@ -382,6 +385,11 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
     in_manifest.sort();
     assert_eq!(in_manifest, keys);
     m.validate().unwrap();
+    for g in &offloaded {
+        let o = m.find(g.first_offset).unwrap();
+        assert_eq!(Some(&o.key), g.object_key.as_ref());
+        assert!(o.segments.contains(&g.seq) && o.end_offset >= g.end_offset);
+    }
     off.reclaim(&s).await.unwrap();
     read_all(&c.log, &s, n).await;
     w.close().await.unwrap();
@@ -448,12 +456,14 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
         .collect();
     assert!(sealed.iter().all(|g| g.tier == "objects"), "{info:?}");
     let keys = objects(&clean, &s).await;
-    assert_eq!(keys.len(), sealed.len(), "{keys:?}");
     let m = Manifests::new(clean.clone())
         .latest(&s)
         .await
         .unwrap()
         .unwrap();
+    let mut in_manifest: Vec<String> = m.objects.iter().map(|o| o.key.clone()).collect();
+    in_manifest.sort();
+    assert_eq!(in_manifest, keys, "no object beyond the manifest's");
     m.validate().unwrap();
     assert_eq!((m.start_offset, m.end_offset()), (0, 10_000));
     read_all(&c.log, &s, 10_000).await;

@@ -116,6 +116,7 @@ async fn offload(
             .into_iter()
             .map(|d| OffloadedSegment {
                 seq: d.seq,
+                segments: d.segments,
                 key: d.key,
                 first_offset: d.first_offset,
                 end_offset: d.end_offset,
