@@ -451,6 +451,29 @@ impl Offloader {
         )))
     }
 
+    /// Deletes everything the bucket holds for a deleted stream: its objects, then its
+    /// manifest versions (newest last, so an interrupted delete still leaves a manifest that
+    /// names what remains). Returns the keys deleted.
+    pub async fn delete_stream(&self, stream: &StreamName) -> Result<Vec<String>, LogError> {
+        let keys = self
+            .bucket
+            .list(&dlog_objects::layout::stream_dir(stream))
+            .await?;
+        let (manifests, objects): (Vec<String>, Vec<String>) = keys
+            .into_iter()
+            .map(|(k, _)| k)
+            .partition(|k| dlog_objects::layout::manifest_version(k).is_some());
+        let mut deleted = Vec::new();
+        for k in objects.into_iter().chain(manifests) {
+            self.bucket.delete(&k).await?;
+            deleted.push(k);
+        }
+        if !deleted.is_empty() {
+            info!(stream = %stream, keys = deleted.len(), "deleted stream's objects and manifests");
+        }
+        Ok(deleted)
+    }
+
     /// Deletes the bookie copies of `stream`'s segments offloaded at least the grace period
     /// ago (and the ledgers of empty sealed segments). Returns the segments reclaimed.
     pub async fn reclaim(&self, stream: &StreamName) -> Result<Vec<u64>, LogError> {

@@ -28,6 +28,12 @@ pub async fn execute(svc: &Service, req: AdminRequest) -> Result<AdminResponse, 
                 svc.ownership.drop_writer(&stream, w.epoch()).await;
             }
             log.delete_stream(&stream).await?;
+            if let Some(off) = &svc.offloader
+                && let Err(e) = off.delete_stream(&stream).await
+            {
+                // The stream is gone; what is left in the bucket is the scrubber's to find.
+                tracing::warn!(stream = %stream, error = %e, "delete the stream's objects");
+            }
             info!(stream = %stream, "stream deleted by request");
             AdminResponse::Done
         }

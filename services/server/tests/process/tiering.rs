@@ -175,6 +175,31 @@ fn offload_to_the_standalone_folder_and_read_back() {
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = dlog(&sa.addr, &["read", "tier/s", "--from", "5000"], "");
     assert_eq!(out, "after-restore\n");
+    // Deleting the stream deletes its objects and manifests too.
+    let (code, _, err) = dlog(&sa.addr, &["stream", "delete", "tier/s"], "");
+    assert_eq!(code, 0, "{err}");
+    let left: Vec<_> = walk(&data.join("objects/streams/tier/s"));
+    assert!(left.is_empty(), "{left:?}");
+    let (code, _, err) = replay(&["tier/s"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("no manifest"), "{err}");
+}
+
+/// Files under `dir` (none if it does not exist).
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 #[test]
