@@ -27,6 +27,25 @@ struct Cluster {
     bookies: Vec<LocalBookie>,
 }
 
+impl Cluster {
+    async fn stop(self) {
+        for b in self.bookies {
+            b.stop().await;
+        }
+    }
+}
+
+/// An offloader that reclaims bookie copies at once, compacting segments below
+/// `compact_below` bytes.
+fn offloader(c: &Cluster, bucket: &Bucket, compact_below: u64) -> Offloader {
+    let opts = OffloadOptions {
+        grace: Duration::ZERO,
+        compact_below,
+        ..OffloadOptions::default()
+    };
+    Offloader::new(c.log.clone(), bucket.clone(), opts)
+}
+
 async fn cluster(bucket: &Bucket) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn MetadataStore> = Arc::new(
@@ -134,15 +153,7 @@ async fn offload_reclaim_read(bucket: Bucket) {
     let s: StreamName = "ns/tiered".parse().unwrap();
     let n = 10_000;
     let w = fill(&c.log, &s, n).await;
-    let off = Offloader::new(
-        c.log.clone(),
-        bucket.clone(),
-        OffloadOptions {
-            grace: Duration::ZERO,
-            compact_below: 0, // one object per segment here; compaction is tested below
-            ..OffloadOptions::default()
-        },
-    );
+    let off = offloader(&c, &bucket, 0);
     // (The writer may still seal a full segment after its last ack: offload what the
     // metadata says when it runs.)
     let done = off.offload_stream(&s, |_| true).await.unwrap();
@@ -216,9 +227,7 @@ async fn offload_reclaim_read(bucket: Bucket) {
     assert!(off.trim(&s).await.unwrap().is_empty());
     // The writer goes on in the open segment.
     w.close().await.unwrap();
-    for b in c.bookies {
-        b.stop().await;
-    }
+    c.stop().await;
 }
 
 /// A cluster lost whole (metadata and bookies): a new one restores the streams from the
@@ -243,9 +252,7 @@ async fn a_new_cluster_restores_the_streams_from_the_bucket() {
             .end_offset();
         assert_eq!(n, 10_000);
         w.close().await.unwrap();
-        for b in c.bookies {
-            b.stop().await;
-        }
+        c.stop().await;
     } // the first cluster's metadata and bookies are gone with its temporary folder
     let c = cluster(&bucket).await;
     let s: StreamName = "ns/kept".parse().unwrap();
@@ -288,9 +295,7 @@ async fn a_new_cluster_restores_the_streams_from_the_bucket() {
         [(s.clone(), dlog_offloader::Restored::Exists)]
     );
     w.close().await.unwrap();
-    for b in c.bookies {
-        b.stop().await;
-    }
+    c.stop().await;
 }
 
 async fn count_objects(b: &Bucket, s: &StreamName) -> usize {
@@ -320,15 +325,7 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
     let s: StreamName = "ns/crashy".parse().unwrap();
     let n = 10_000;
     let w = fill(&c.log, &s, n).await;
-    let off = Offloader::new(
-        c.log.clone(),
-        bucket.clone(),
-        OffloadOptions {
-            grace: Duration::ZERO,
-            compact_below: 5 << 20, // compaction: two ~2 MiB segments per object
-            ..OffloadOptions::default()
-        },
-    );
+    let off = offloader(&c, &bucket, 5 << 20);
     let steps = [
         "offload::uploaded",
         "offload::verified",
@@ -393,9 +390,7 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
     off.reclaim(&s).await.unwrap();
     read_all(&c.log, &s, n).await;
     w.close().await.unwrap();
-    for b in c.bookies {
-        b.stop().await;
-    }
+    c.stop().await;
 }
 
 /// Object store faults — server errors, lost replies to writes that happened, latency — make
@@ -412,14 +407,7 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
     let s: StreamName = "ns/faulty".parse().unwrap();
     let w = fill(&c.log, &s, 10_000).await;
     w.roll().await.unwrap();
-    let off = Offloader::new(
-        c.log.clone(),
-        bucket.clone(),
-        OffloadOptions {
-            grace: Duration::ZERO,
-            ..OffloadOptions::default()
-        },
-    );
+    let off = offloader(&c, &bucket, OffloadOptions::default().compact_below);
     faulty.set(Faults {
         error: 0.15,
         lost_reply: 0.3,
@@ -468,9 +456,7 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
     assert_eq!((m.start_offset, m.end_offset()), (0, 10_000));
     read_all(&c.log, &s, 10_000).await;
     w.close().await.unwrap();
-    for b in c.bookies {
-        b.stop().await;
-    }
+    c.stop().await;
 }
 
 /// The scrubber finds a planted orphan and deletes it, keeps the object of an offload still
@@ -535,7 +521,5 @@ async fn the_scrubber_finds_orphans_and_missing_objects() {
         .unwrap();
     assert_eq!(r.missing, [m.objects[0].key.clone()]);
     w.close().await.unwrap();
-    for b in c.bookies {
-        b.stop().await;
-    }
+    c.stop().await;
 }
