@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dlog_api::StreamName;
-use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment};
+use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment, ScrubResult};
 use dlog_api::stream::{StreamInfo, StreamPolicy};
 use dlog_api::wire::client::{MAX_ADMIN_JSON, Request, Response};
 
@@ -205,6 +205,27 @@ impl Admin {
             other => Err(wrong_answer("offload", &other)),
         }
     }
+
+    /// Reconciles `stream`'s objects in the bucket with its newest manifest: orphans (objects
+    /// no manifest lists) and missing objects. With `repair`, deletes the orphans older than
+    /// `min_age` (the node's default, 15 minutes, if `None`) that no pending offload may
+    /// still use.
+    pub async fn scrub(
+        &self,
+        stream: &StreamName,
+        repair: bool,
+        min_age: Option<std::time::Duration>,
+    ) -> Result<ScrubResult, ClientError> {
+        let req = AdminRequest::Scrub {
+            stream: stream.clone(),
+            repair,
+            min_age_ms: min_age.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+        };
+        match self.request(&req).await? {
+            AdminResponse::Scrubbed { found } => Ok(found),
+            other => Err(wrong_answer("scrub", &other)),
+        }
+    }
 }
 
 /// The stream a request is about, which decides where it is routed.
@@ -218,7 +239,8 @@ fn stream_of(request: &AdminRequest) -> Option<&StreamName> {
         | AdminRequest::CommitSubscription { stream, .. }
         | AdminRequest::FetchSubscription { stream, .. }
         | AdminRequest::EndStream { stream }
-        | AdminRequest::Offload { stream, .. } => Some(stream),
+        | AdminRequest::Offload { stream, .. }
+        | AdminRequest::Scrub { stream, .. } => Some(stream),
         AdminRequest::ListStreams { .. } => None,
     }
 }

@@ -5,8 +5,10 @@
 //!   one record.
 //! - `dlog read STREAM` and `dlog tail STREAM` ([`read`]): print payloads, one per line (or
 //!   JSON); `read` stops once caught up, `tail` keeps following.
-//! - `dlog bench append|tail|catchup` ([`bench`]): measure durable appends, tail latency and
-//!   catch-up reads, printing a final JSON line with `--json`.
+//! - `dlog replay` ([`replay`]) and `dlog query` ([`query`]): read or run SQL over a stream's
+//!   offloaded segments straight from the bucket, without a cluster.
+//! - `dlog bench append|tail|catchup|query` ([`bench`]): measure durable appends, tail
+//!   latency, catch-up reads and queries, printing a final JSON line with `--json`.
 //!
 //! The binary (`src/bin/dlog.rs`) only parses the command line and calls [`run`]; tests call
 //! it in-process. Errors come back as `anyhow` errors; the binary prints `error: …` and exits
@@ -38,6 +40,7 @@ use crate::Client;
 
 pub mod append;
 pub mod bench;
+pub mod query;
 pub mod read;
 pub mod replay;
 pub mod stream;
@@ -85,10 +88,18 @@ pub enum Command {
     /// committed (readers then read them from there). With --seal, first seal the open
     /// segment, so that everything appended so far goes.
     Offload(stream::OffloadArgs),
+    /// Check a stream's objects in the bucket against its manifest: orphans (objects no
+    /// manifest lists) and missing objects; --repair deletes the orphans.
+    Scrub(stream::ScrubArgs),
     /// Print a stream's offloaded records straight from its bucket (no cluster needed), like
     /// `read`: --bucket s3://bucket/prefix or file:///path.
     Replay(replay::ReplayArgs),
-    /// Benchmarks against a running cluster: durable appends, tail latency, catch-up reads.
+    /// Run SQL over a stream's offloaded segments straight from its bucket (no cluster
+    /// needed): FROM stream('NAMESPACE/NAME'), columns offset, timestamp_ms, txid, key,
+    /// payload. Prints a table, --csv or --json.
+    Query(query::QueryArgs),
+    /// Benchmarks against a running cluster: durable appends, tail latency, catch-up reads;
+    /// and SQL over a bucket (query).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
 }
@@ -102,6 +113,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 args.format = read::Format::Json;
             }
             return replay::run(args).await;
+        }
+        Command::Query(args) => return query::run(args, cli.json).await,
+        Command::Bench(bench::BenchCommand::Query(args)) => {
+            return bench::query::run(args, cli.json).await;
         }
         _ => cli,
     };
@@ -122,7 +137,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             read::run_tail(&client, args).await
         }
         Command::Offload(args) => stream::offload(&client, args, cli.json).await,
+        Command::Scrub(args) => stream::scrub(&client, args, cli.json).await,
         Command::Replay(args) => replay::run(args).await,
+        Command::Query(args) => query::run(args, cli.json).await,
         Command::Bench(cmd) => bench::run(&client, cmd, cli.json).await,
     }
 }

@@ -15,12 +15,9 @@ use crate::{BucketReader, S3Options};
 pub struct ReplayArgs {
     /// The stream, NAMESPACE/NAME.
     pub stream: StreamName,
-    /// The bucket the cluster offloads to: `s3://bucket/prefix` or `file:///path`.
-    #[arg(long, env = "DLOG_BUCKET", value_name = "URL")]
-    pub bucket: String,
-    /// S3-compatible endpoint (default: AWS; also AWS_ENDPOINT_URL).
-    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
-    pub endpoint: Option<String>,
+    /// The bucket.
+    #[command(flatten)]
+    pub bucket: BucketArgs,
     /// Where to start (default: the first offloaded record).
     #[command(flatten)]
     pub start: StartArgs,
@@ -32,15 +29,34 @@ pub struct ReplayArgs {
     pub max: Option<u64>,
 }
 
+/// Where a cluster's bucket is: for the commands that read it directly (`replay`, `query`).
+#[derive(Debug, Clone, Args)]
+pub struct BucketArgs {
+    /// The bucket the cluster offloads to: `s3://bucket/prefix` or `file:///path`
+    /// (`dlogd standalone`: `file://DATA_DIR/objects`).
+    #[arg(long = "bucket", env = "DLOG_BUCKET", value_name = "URL")]
+    pub url: String,
+    /// S3-compatible endpoint (default: AWS; also AWS_ENDPOINT_URL). Credentials and region
+    /// come from the usual AWS environment.
+    #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
+    pub endpoint: Option<String>,
+}
+
+impl BucketArgs {
+    /// The S3 settings these arguments give.
+    pub fn s3(&self) -> S3Options {
+        S3Options {
+            endpoint: self.endpoint.clone(),
+            ..S3Options::default()
+        }
+    }
+}
+
 /// Runs `dlog replay`.
 pub async fn run(args: ReplayArgs) -> anyhow::Result<()> {
-    let s3 = S3Options {
-        endpoint: args.endpoint.clone(),
-        ..S3Options::default()
-    };
-    let mut r = BucketReader::open(&args.bucket, &s3, &args.stream)
+    let mut r = BucketReader::open(&args.bucket.url, &args.bucket.s3(), &args.stream)
         .await
-        .with_context(|| format!("open {} in {}", args.stream, args.bucket))?;
+        .with_context(|| format!("open {} in {}", args.stream, args.bucket.url))?;
     match (args.start.from, args.start.at, args.start.txid) {
         (Some(FromArg::Beginning), ..) | (None, None, None) => {}
         (Some(FromArg::End), ..) => r.seek(r.end_offset())?,

@@ -272,6 +272,64 @@ pub async fn offload(client: &Client, args: OffloadArgs, json: bool) -> anyhow::
     Ok(())
 }
 
+/// `dlog scrub`.
+#[derive(Debug, clap::Args)]
+pub struct ScrubArgs {
+    /// The stream, NAMESPACE/NAME.
+    pub stream: StreamName,
+    /// Delete the orphans found (those older than --min-age that no pending offload may
+    /// still use).
+    #[arg(long)]
+    pub repair: bool,
+    /// With --repair, leave orphans younger than this (default: the node's, 15 minutes).
+    #[arg(long, value_parser = crate::cli::units::parse_duration, value_name = "DURATION")]
+    pub min_age: Option<std::time::Duration>,
+}
+
+/// Runs `dlog scrub`: prints what it found; exits non-zero when objects are missing.
+pub async fn scrub(client: &Client, args: ScrubArgs, json: bool) -> anyhow::Result<()> {
+    let r = client
+        .admin()
+        .scrub(&args.stream, args.repair, args.min_age)
+        .await
+        .with_context(|| format!("scrub stream {}", args.stream))?;
+    if json {
+        print_json(&serde_json::json!({
+            "stream": args.stream,
+            "orphans": r.orphans,
+            "deleted": r.deleted,
+            "missing": r.missing,
+        }))?;
+    } else {
+        for k in &r.orphans {
+            let done = if r.deleted.contains(k) {
+                " (deleted)"
+            } else {
+                ""
+            };
+            outln!("orphan   {k}{done}");
+        }
+        for k in &r.missing {
+            outln!("missing  {k}");
+        }
+        outln!(
+            "{}: {} orphan(s), {} deleted, {} missing",
+            args.stream,
+            r.orphans.len(),
+            r.deleted.len(),
+            r.missing.len()
+        );
+    }
+    anyhow::ensure!(
+        r.missing.is_empty(),
+        "{} object(s) of {} that its manifest lists are missing from the bucket: those records \
+         are lost unless their bookie copies still exist",
+        r.missing.len(),
+        args.stream
+    );
+    Ok(())
+}
+
 fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string_pretty(value)?);
     Ok(())

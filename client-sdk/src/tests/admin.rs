@@ -71,6 +71,19 @@ async fn every_operation_round_trips() {
                 }],
                 reclaimed: if seal { vec![0] } else { Vec::new() },
             },
+            AdminRequest::Scrub {
+                repair, min_age_ms, ..
+            } => AdminResponse::Scrubbed {
+                found: dlog_api::admin::ScrubResult {
+                    orphans: vec!["o".into()],
+                    deleted: if repair && min_age_ms == Some(0) {
+                        vec!["o".into()]
+                    } else {
+                        Vec::new()
+                    },
+                    missing: Vec::new(),
+                },
+            },
         };
         reply(Ok(Response::Admin(
             serde_json::to_vec(&answer).unwrap().into(),
@@ -115,6 +128,13 @@ async fn every_operation_round_trips() {
         vec![s.clone()]
     );
     assert!(admin.list_streams(None).await.unwrap().is_empty());
+    let found = admin.scrub(&s, false, None).await.unwrap();
+    assert_eq!((found.orphans.len(), found.deleted.len()), (1, 0));
+    let found = admin
+        .scrub(&s, true, Some(std::time::Duration::ZERO))
+        .await
+        .unwrap();
+    assert_eq!(found.deleted, ["o"]);
     admin.delete_stream(&s).await.unwrap();
     assert_eq!(admin.truncate(&s, 5).await.unwrap(), 5);
     admin

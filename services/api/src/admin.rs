@@ -63,6 +63,27 @@ pub enum AdminRequest {
         #[serde(default)]
         seal: bool,
     },
+    /// Reconcile the stream's objects in the bucket with its newest manifest: report orphans
+    /// (objects no manifest lists) and missing objects; with `repair`, delete the orphans
+    /// older than `min_age_ms` (default 15 minutes) that no pending offload may still use.
+    Scrub {
+        stream: StreamName,
+        #[serde(default)]
+        repair: bool,
+        #[serde(default)]
+        min_age_ms: Option<u64>,
+    },
+}
+
+/// What a scrub found.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScrubResult {
+    /// Objects under the stream's folder that the newest manifest does not list.
+    pub orphans: Vec<String>,
+    /// The orphans deleted (with `repair`).
+    pub deleted: Vec<String>,
+    /// Objects the manifest lists that the bucket lacks or holds at another size: lost data.
+    pub missing: Vec<String>,
 }
 
 /// One object an offload wrote: one segment, or several small adjacent ones compacted.
@@ -100,6 +121,11 @@ pub enum AdminResponse {
     Offloaded {
         segments: Vec<OffloadedSegment>,
         reclaimed: Vec<u64>,
+    },
+    /// `scrub`.
+    Scrubbed {
+        #[serde(flatten)]
+        found: ScrubResult,
     },
     /// `delete_stream`, `commit_subscription`.
     Done,

@@ -31,6 +31,7 @@
 //! path_style = true                        # default: true with an endpoint, false for AWS
 //! grace = "1m"                             # bookie copies kept after an offload
 //! cache_bytes = 268435456                  # decoded row groups kept for readers
+//! compact_below = 67108864                # smaller adjacent segments share one object (0: never)
 //! ```
 //!
 //! S3 credentials come from the environment (`AWS_ACCESS_KEY_ID`, …) or the instance profile,
@@ -79,6 +80,7 @@ struct RawObjects {
     #[serde(default, with = "humantime_serde")]
     grace: Option<Duration>,
     cache_bytes: Option<u64>,
+    compact_below: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +240,9 @@ fn objects_options(o: RawObjects) -> anyhow::Result<crate::service::ObjectsOptio
             bail!("objects.cache_bytes: must be at least 1 MiB");
         }
         opts.cache_bytes = c;
+    }
+    if let Some(c) = o.compact_below {
+        opts.compact_below = c;
     }
     Ok(opts)
 }

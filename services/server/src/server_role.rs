@@ -57,6 +57,28 @@ pub struct StandaloneArgs {
     /// How long a segment's bookie copy stays after its offload.
     #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
     pub offload_grace: Duration,
+    /// Adjacent sealed segments smaller than this are offloaded together, as one object
+    /// (fewer, larger objects); 0 offloads each segment alone.
+    #[arg(long, default_value = "64MiB", value_parser = parse_size)]
+    pub compact_below: u64,
+}
+
+/// A size in bytes: `1048576`, `64KiB`, `64MiB` or `1GiB`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 67108864 or 64MiB"))?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        u => return Err(format!("{s:?}: unknown unit {u:?} (B, KiB, MiB, GiB)")),
+    };
+    n.checked_mul(mul)
+        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
@@ -98,6 +120,7 @@ fn standalone_objects(args: &StandaloneArgs) -> anyhow::Result<crate::service::O
     let mut o = crate::service::ObjectsOptions::new(url);
     o.s3.endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
     o.grace = args.offload_grace;
+    o.compact_below = args.compact_below;
     Ok(o)
 }
 

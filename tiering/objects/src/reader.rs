@@ -1,14 +1,24 @@
 //! Reading records from segment objects with ranged GETs: the footer first (cached), then the
-//! row groups that hold the wanted offsets (cached, byte-weighted), one GET per column chunk.
+//! row groups that hold the wanted offsets (cached, byte-weighted). A row group's column
+//! chunks are adjacent in the file, so they are fetched together: nearby ranges are coalesced
+//! into one GET, and separate GETs run in parallel.
 //!
 //! The footer's row-group statistics of `offset` are the offset index: a read from offset `o`
 //! fetches the row group whose `[min, max]` holds `o` and those after it, up to the byte budget.
+//!
+//! Read-ahead: a read that ends in row group `i` starts fetching row group `i + 1` in the
+//! background, so a sequential reader (catch-up, replay) finds it cached or in flight. A row
+//! group is fetched once however many readers want it at the same time (in-flight fetches are
+//! shared).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use dlog_api::Record;
-use futures::TryStreamExt;
+use futures::future::{BoxFuture, Shared};
+use futures::{FutureExt, TryStreamExt};
 use moka::sync::Cache;
+use parking_lot::Mutex;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions};
 use parquet::arrow::async_reader::AsyncFileReader;
@@ -22,13 +32,17 @@ use crate::manifest::ObjectEntry;
 use crate::segment::batch_records;
 
 type Rows = Arc<Vec<(u64, Record)>>;
+type GroupKey = (String, usize);
+type GroupFetch = Shared<BoxFuture<'static, Result<Rows, ObjectError>>>;
 
 /// Reads segment objects through a cache of footers and decoded row groups.
 #[derive(Clone)]
 pub struct ObjectReader {
     bucket: Bucket,
     footers: Cache<String, ArrowReaderMetadata>,
-    groups: Cache<(String, usize), Rows>,
+    groups: Cache<GroupKey, Rows>,
+    /// Row groups being fetched, shared by every reader that wants them meanwhile.
+    in_flight: Arc<Mutex<HashMap<GroupKey, GroupFetch>>>,
 }
 
 impl std::fmt::Debug for ObjectReader {
@@ -56,6 +70,7 @@ impl ObjectReader {
                     u32::try_from(b).unwrap_or(u32::MAX)
                 })
                 .build(),
+            in_flight: Arc::default(),
         }
     }
 
@@ -125,6 +140,7 @@ impl ObjectReader {
         let groups = meta.metadata().row_groups();
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        let mut last = None;
         for (i, g) in groups.iter().enumerate() {
             let Some((_, max)) = offset_range(g.column(0).statistics()) else {
                 return Err(ObjectError::corrupt(
@@ -136,34 +152,89 @@ impl ObjectReader {
                 continue;
             }
             let rows = self.group(o, &meta, i).await?;
+            last = Some(i);
+            let mut full = false;
             for (off, r) in rows.iter() {
                 if *off < from {
                     continue;
                 }
                 if bytes >= max_bytes && !out.is_empty() {
-                    return Ok(out);
+                    full = true;
+                    break;
                 }
                 bytes += r.payload.len();
                 out.push((*off, r.clone()));
             }
-            if bytes >= max_bytes {
+            if full || bytes >= max_bytes {
                 break;
             }
+        }
+        if let Some(i) = last.filter(|i| i + 1 < groups.len()) {
+            self.read_ahead(o, &meta, i + 1);
         }
         Ok(out)
     }
 
-    /// Row group `i` of `o`, decoded (from the cache, or its column chunks' ranged GETs).
+    /// Starts fetching row group `i` of `o` in the background unless it is cached or in
+    /// flight (outside a Tokio runtime, does nothing).
+    fn read_ahead(&self, o: &Located, meta: &ArrowReaderMetadata, i: usize) {
+        let key = (o.key.clone(), i);
+        if self.groups.contains_key(&key) || self.in_flight.lock().contains_key(&key) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (this, o, meta) = (self.clone(), o.clone(), meta.clone());
+        rt.spawn(async move {
+            // A failure here is the demand read's to report, if it comes.
+            let _ = this.group(&o, &meta, i).await;
+        });
+    }
+
+    /// Row group `i` of `o`, decoded: from the cache, from a fetch already in flight, or
+    /// fetched now.
     async fn group(
         &self,
         o: &Located,
         meta: &ArrowReaderMetadata,
         i: usize,
     ) -> Result<Rows, ObjectError> {
-        let cache_key = (o.key.clone(), i);
-        if let Some(rows) = self.groups.get(&cache_key) {
+        let key = (o.key.clone(), i);
+        if let Some(rows) = self.groups.get(&key) {
             return Ok(rows);
         }
+        let fetch = {
+            let mut in_flight = self.in_flight.lock();
+            // Cached between the check above and taking the lock.
+            if let Some(rows) = self.groups.get(&key) {
+                return Ok(rows);
+            }
+            in_flight
+                .entry(key.clone())
+                .or_insert_with(|| {
+                    let (this, o, meta) = (self.clone(), o.clone(), meta.clone());
+                    async move {
+                        let r = this.fetch_group(&o, &meta, i).await;
+                        this.in_flight.lock().remove(&(o.key.clone(), i));
+                        r
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        fetch.await
+    }
+
+    /// Fetches and decodes row group `i` of `o` and caches it.
+    async fn fetch_group(
+        &self,
+        o: &Located,
+        meta: &ArrowReaderMetadata,
+        i: usize,
+    ) -> Result<Rows, ObjectError> {
+        let cache_key = (o.key.clone(), i);
         let stream =
             ParquetRecordBatchStreamBuilder::new_with_metadata(self.object_reader(o), meta.clone())
                 .with_row_groups(vec![i])
@@ -192,6 +263,7 @@ fn offset_range(s: Option<&Statistics>) -> Option<(u64, u64)> {
 }
 
 /// An object's key and size.
+#[derive(Clone)]
 struct Located {
     key: String,
     size: u64,
@@ -215,6 +287,19 @@ impl AsyncFileReader for RangeReader {
         Box::pin(async move {
             self.bucket
                 .get_range(&self.key, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+
+    /// A row group's column chunks at once: coalesced, in parallel.
+    fn get_byte_ranges(
+        &mut self,
+        ranges: Vec<std::ops::Range<u64>>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<Vec<bytes::Bytes>>> {
+        Box::pin(async move {
+            self.bucket
+                .get_ranges(&self.key, &ranges)
                 .await
                 .map_err(|e| ParquetError::External(Box::new(e)))
         })

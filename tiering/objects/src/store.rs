@@ -185,6 +185,19 @@ impl Bucket {
             .map_err(|e| ObjectError::from_store(e, key))
     }
 
+    /// Several ranges of one object; nearby ranges are coalesced into one request and the
+    /// requests run in parallel (object_store's `get_ranges`).
+    pub async fn get_ranges(
+        &self,
+        key: &str,
+        ranges: &[Range<u64>],
+    ) -> Result<Vec<Bytes>, ObjectError> {
+        self.store
+            .get_ranges(&self.path(key), ranges)
+            .await
+            .map_err(|e| ObjectError::from_store(e, key))
+    }
+
     /// Size and time of an object.
     pub async fn head(&self, key: &str) -> Result<ObjectMeta, ObjectError> {
         self.store

@@ -29,6 +29,12 @@ pub struct AppendBenchArgs {
     /// How long to append, in seconds.
     #[arg(long, default_value_t = 10.0)]
     pub seconds: f64,
+    /// Stop after this many measured records instead of after --seconds.
+    #[arg(long, value_name = "N")]
+    pub records: Option<u64>,
+    /// Give records keys `key-0` … `key-(N-1)` in turn (default: no keys).
+    #[arg(long, value_name = "N")]
+    pub keys: Option<u32>,
     /// Seconds of appends at the same rate before the measurement starts; they are neither
     /// counted nor timed (a fresh process's first appends pay one-time costs: connections,
     /// first journal files, buffers).
@@ -94,6 +100,8 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
         "--warmup must be between 0 and 3600 seconds"
     );
     check_rate(args.rate)?;
+    anyhow::ensure!(args.records != Some(0), "--records must be positive");
+    anyhow::ensure!(args.keys != Some(0), "--keys must be positive");
     anyhow::ensure!(
         (1..=65_536).contains(&args.inflight),
         "--inflight must be between 1 and 65536"
@@ -114,6 +122,9 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
         },
     );
     let payload = random_payload(size);
+    let keys: Vec<bytes::Bytes> = (0..args.keys.unwrap_or(0))
+        .map(|k| bytes::Bytes::from(format!("key-{k}")))
+        .collect();
     let tally = Tally::default();
     // (sent at, acknowledgement, counted: false during the warm-up)
     let (acks, mut rx) = mpsc::channel::<(Instant, AppendFuture, bool)>(1 << 16);
@@ -134,11 +145,22 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
     let deadline = start + Duration::from_secs_f64(args.seconds);
     let mut pacer = Pacer::new(args.rate);
     let mut last_tick = begin;
-    while Instant::now() < deadline {
+    let (mut sent_total, mut measured) = (0u64, 0u64);
+    while match args.records {
+        Some(n) => measured < n,
+        None => Instant::now() < deadline,
+    } {
         pacer.wait().await;
         let sent = Instant::now();
-        let ack = writer.append(Record::new(payload.clone())).await;
-        if acks.send((sent, ack, sent >= start)).await.is_err() {
+        let mut record = Record::new(payload.clone());
+        if !keys.is_empty() {
+            record.key = Some(keys[(sent_total % keys.len() as u64) as usize].clone());
+        }
+        sent_total += 1;
+        let counted = sent >= start;
+        measured += u64::from(counted);
+        let ack = writer.append(record).await;
+        if acks.send((sent, ack, counted)).await.is_err() {
             break;
         }
         if last_tick.elapsed() >= Duration::from_millis(100) {

@@ -16,6 +16,7 @@ use crate::{Client, ClientError};
 
 pub mod append;
 pub mod catchup;
+pub mod query;
 pub mod report;
 pub mod tail;
 
@@ -31,6 +32,9 @@ pub enum BenchCommand {
     Tail(tail::TailBenchArgs),
     /// Catch-up reads: write --bytes, then read them all back from the start.
     Catchup(catchup::CatchupBenchArgs),
+    /// SQL over a bucket (`dlog query`), run several times: rows and seconds per run, and
+    /// the median. Reads the bucket only; no server needed.
+    Query(query::QueryBenchArgs),
 }
 
 /// Runs a benchmark.
@@ -39,6 +43,7 @@ pub async fn run(client: &Client, cmd: BenchCommand, json: bool) -> anyhow::Resu
         BenchCommand::Append(args) => append::run(client, args, json).await,
         BenchCommand::Tail(args) => tail::run(client, args, json).await,
         BenchCommand::Catchup(args) => catchup::run(client, args, json).await,
+        BenchCommand::Query(args) => query::run(args, json).await,
     }
 }
 

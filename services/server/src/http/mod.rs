@@ -45,6 +45,7 @@ pub fn app(svc: Arc<Service>) -> Router {
         .route("/api/v1/streams/{ns}/{name}/policy", put(update_policy))
         .route("/api/v1/streams/{ns}/{name}/truncate", post(truncate))
         .route("/api/v1/streams/{ns}/{name}/offload", post(offload))
+        .route("/api/v1/streams/{ns}/{name}/scrub", post(scrub))
         .route("/api/v1/bookies", get(bookies))
         .route(
             "/api/v1/bookies/{id}/decommission",
@@ -318,6 +319,40 @@ async fn offload(
         AdminRequest::Offload {
             stream,
             seal: b.seal,
+        },
+        false,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScrubBody {
+    #[serde(default)]
+    repair: bool,
+    #[serde(default)]
+    min_age_ms: Option<u64>,
+}
+
+/// Reconciles the stream's objects with its manifest. The body is optional (`{"repair":
+/// true, "min_age_ms": 0}` deletes the orphans found).
+async fn scrub(
+    State(svc): Svc,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult {
+    let stream = stream_name(&ns, &name)?;
+    let b: ScrubBody = if body.is_empty() {
+        ScrubBody::default()
+    } else {
+        parse_body(&body)?
+    };
+    run(
+        &svc,
+        AdminRequest::Scrub {
+            stream,
+            repair: b.repair,
+            min_age_ms: b.min_age_ms,
         },
         false,
     )

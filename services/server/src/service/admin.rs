@@ -1,6 +1,6 @@
 //! Administrative operations, the same for the client protocol's `admin` op and the HTTP API.
 
-use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment};
+use dlog_api::admin::{AdminRequest, AdminResponse, OffloadedSegment, ScrubResult};
 use dlog_log::LogError;
 use tracing::info;
 
@@ -80,6 +80,46 @@ pub async fn execute(svc: &Service, req: AdminRequest) -> Result<AdminResponse, 
             AdminResponse::Ended { end_offset: end }
         }
         AdminRequest::Offload { stream, seal } => offload(svc, &stream, seal).await?,
+        AdminRequest::Scrub {
+            stream,
+            repair,
+            min_age_ms,
+        } => {
+            let off = offloader(svc)?;
+            svc.log.load(&stream).await?; // a clear "no such stream" first
+            let min_age = min_age_ms.unwrap_or(DEFAULT_SCRUB_MIN_AGE_MS);
+            let min_age = i64::try_from(min_age).unwrap_or(i64::MAX);
+            let r = dlog_offloader::scrub(&svc.log, off.bucket(), &stream, repair, min_age).await?;
+            info!(
+                stream = %stream,
+                orphans = r.orphans.len(),
+                deleted = r.deleted.len(),
+                missing = r.missing.len(),
+                "scrubbed"
+            );
+            AdminResponse::Scrubbed {
+                found: ScrubResult {
+                    orphans: r.orphans,
+                    deleted: r.deleted,
+                    missing: r.missing,
+                },
+            }
+        }
+    })
+}
+
+/// Orphans younger than this are left alone by a repair unless the request says otherwise: an
+/// offload in another process may be about to commit them.
+const DEFAULT_SCRUB_MIN_AGE_MS: u64 = 15 * 60 * 1000;
+
+/// The node's offloader, or the error that says it has none.
+fn offloader(svc: &Service) -> Result<&dlog_offloader::Offloader, LogError> {
+    svc.offloader.as_ref().ok_or_else(|| {
+        LogError::BadRequest(
+            "this node has no object store (dlogd standalone --object-store, or [objects] in \
+             the server config)"
+                .into(),
+        )
     })
 }
 
@@ -89,13 +129,7 @@ async fn offload(
     stream: &dlog_api::StreamName,
     seal: bool,
 ) -> Result<AdminResponse, LogError> {
-    let Some(off) = &svc.offloader else {
-        return Err(LogError::BadRequest(
-            "this node has no object store to offload to (dlogd standalone --object-store, or \
-             [objects] in the server config)"
-                .into(),
-        ));
-    };
+    let off = offloader(svc)?;
     svc.log.load(stream).await?; // a clear "no such stream" first
     if seal {
         let w = match svc.ownership.writer(stream).await {

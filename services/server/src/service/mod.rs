@@ -53,6 +53,8 @@ pub struct ObjectsOptions {
     pub grace: Duration,
     /// Bytes of decoded row groups kept for readers.
     pub cache_bytes: u64,
+    /// Adjacent sealed segments smaller than this go into one object; 0 offloads each alone.
+    pub compact_below: u64,
 }
 
 impl ObjectsOptions {
@@ -62,6 +64,7 @@ impl ObjectsOptions {
             s3: dlog_objects::S3Options::default(),
             grace: Duration::from_secs(60),
             cache_bytes: 256 << 20,
+            compact_below: dlog_offloader::OffloadOptions::default().compact_below,
         }
     }
 }
@@ -109,6 +112,7 @@ impl Service {
                     bucket,
                     dlog_offloader::OffloadOptions {
                         grace: o.grace,
+                        compact_below: o.compact_below,
                         ..Default::default()
                     },
                 );

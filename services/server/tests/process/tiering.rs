@@ -138,6 +138,26 @@ fn offload_to_the_standalone_folder_and_read_back() {
     let (code, _, err) = dlog(&sa.addr, &["offload", "nonsense"], "");
     assert_ne!(code, 0);
     assert!(err.contains("NAMESPACE/NAME"), "{err}");
+    // The scrubber: a planted orphan is reported, kept while young, deleted by --repair.
+    let orphan_key =
+        "streams/tier/s/dt=2020-01-01/00000000000099999999-00000000000100000000.parquet";
+    let orphan = data.join("objects").join(orphan_key);
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"not a segment").unwrap();
+    let (code, out, err) = dlog(&sa.addr, &["scrub", "tier/s", "--repair"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("orphan   {orphan_key}\n")), "{out}");
+    assert!(out.contains("1 orphan(s), 0 deleted, 0 missing"), "{out}");
+    assert!(orphan.exists());
+    let (code, out, err) = dlog(
+        &sa.addr,
+        &["scrub", "tier/s", "--repair", "--min-age", "0s", "--json"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["deleted"], serde_json::json!([orphan_key]), "{v}");
+    assert!(!orphan.exists());
     // Truncation reaches the bucket: replay starts at the new start.
     let (code, _, err) = dlog(
         &sa.addr,
@@ -175,6 +195,16 @@ fn offload_to_the_standalone_folder_and_read_back() {
     assert_eq!(code, 0, "{err}");
     let (_, out, _) = dlog(&sa.addr, &["read", "tier/s", "--from", "5000"], "");
     assert_eq!(out, "after-restore\n");
+    // An object lost from the bucket is reported missing, and the scrub fails.
+    let lost = walk(&data.join("objects/streams/tier/s"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    std::fs::remove_file(&lost).unwrap();
+    let (code, out, err) = dlog(&sa.addr, &["scrub", "tier/s"], "");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("missing  streams/tier/s/"), "{out}");
+    assert!(err.contains("missing from the bucket"), "{err}");
     // Deleting the stream deletes its objects and manifests too.
     let (code, _, err) = dlog(&sa.addr, &["stream", "delete", "tier/s"], "");
     assert_eq!(code, 0, "{err}");
@@ -247,6 +277,21 @@ fn offload_to_an_s3_server_and_read_back() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out.lines().count(), 10);
     assert!(out.starts_with("002990-"), "{out}");
+    // And SQL over it, from the same bucket.
+    let (code, out, err) = dlog_env(
+        "127.0.0.1:1",
+        &[
+            "query",
+            "--bucket",
+            &url,
+            "--csv",
+            "SELECT count(*), max(\"offset\") FROM stream('tier/s')",
+        ],
+        "",
+        &env,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "count(*),max(stream.offset)\n3000,2999\n");
 }
 
 /// The bucket is created by the server at start; wait until it answers.
@@ -424,6 +469,67 @@ async fn a_million_records_round_trip_through_every_reader() {
         "dlog replay differs from what was appended"
     );
 
+    // dlog query, no cluster running: the same totals, and a count by key.
+    let query = |args: &[&str]| {
+        let out = std::process::Command::new(super::services::dlog_bin())
+            .args([&["query", "--bucket", &bucket][..], args].concat())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            stderr,
+        )
+    };
+    let payload_bytes = expected.len() as u64 - N;
+    let (code, out, err) = query(&[
+        "--csv",
+        "SELECT count(*) AS n, count(DISTINCT \"offset\") AS d, sum(octet_length(payload)) AS b, \
+         count(key) AS k FROM stream('tier/million')",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out,
+        format!("n,d,b,k\n{N},{N},{payload_bytes},{}\n", N / 10)
+    );
+    let (code, out, err) = query(&[
+        "--json",
+        "SELECT key, count(*) AS n FROM stream('tier/million') WHERE key IS NOT NULL \
+         GROUP BY key ORDER BY key",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let rows: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut keys: Vec<String> = (0..100).map(|k| format!("k{k}")).collect();
+    keys.sort();
+    assert_eq!(rows.len(), 100, "{out}");
+    for (row, k) in rows.iter().zip(&keys) {
+        assert_eq!(
+            (row["key"].as_str(), row["n"].as_u64()),
+            (Some(k.as_str()), Some(1000))
+        );
+    }
+    let (code, out, err) =
+        query(&["SELECT \"offset\" FROM stream('tier/million') WHERE \"offset\" = 123456"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("| 123456 |"), "{out}");
+    assert!(err.contains("(1 row)"), "{err}");
+    for (sql, says) in [
+        ("SELECT * FROM stream('tier/none')", "nothing offloaded"),
+        ("SELECT FROM WHERE", "error: "),
+        (
+            "COPY (SELECT 1) TO '/tmp/dlog-query-copy.csv'",
+            "not supported",
+        ),
+    ] {
+        let (code, _, err) = query(&[sql]);
+        assert_eq!(code, Some(1), "{sql}");
+        assert!(err.contains(says), "{sql}: {err}");
+    }
+
     // pyarrow and DuckDB read the folder.
     let venv = std::env::var("DLOG_TEST_VENV")
         .unwrap_or_else(|_| format!("{}/../../target/test-venv", env!("CARGO_MANIFEST_DIR")));
@@ -454,10 +560,107 @@ print("ok", n, distinct, total, keyed)
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let payload_bytes = expected.len() as u64 - N;
     assert_eq!(
         stdout.trim(),
         format!("ok {N} {N} {payload_bytes} {}", N / 10),
         "DuckDB"
     );
+}
+
+/// kill -9 of the standalone while it offloads, four times at different moments (after the
+/// first, fourth, seventh and tenth object appeared in the bucket); after each restart a new
+/// `dlog offload` finishes what the killed one started. In the end every record reads back
+/// once and in order (no bookie copy was deleted before its object was committed), and the
+/// bucket holds exactly the objects of the newest manifest (no duplicate, no orphan).
+#[test]
+fn kill_9_during_offload_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // One object per segment, so that an offload has many steps to be killed between.
+    let args = ["--offload-grace", "0s", "--compact-below", "0"];
+    let mut sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
+    let (code, _, err) = dlog(
+        &sa.addr,
+        &["stream", "create", "tier/k", "--segment-bytes", "256KiB"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<String> = (0..24_000)
+        .map(|i| format!("{i:06}-{}", "k".repeat(200)))
+        .collect();
+    let input = lines.join("\n") + "\n";
+    let (code, _, err) = dlog(&sa.addr, &["append", "tier/k"], &input);
+    assert_eq!(code, 0, "{err}");
+
+    let objects = data.join("objects/streams/tier/k");
+    let parquet = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        walk(d)
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+            .collect()
+    };
+    for kill_after in [1, 4, 7, 10] {
+        let mut offload = std::process::Command::new(super::services::dlog_bin())
+            .args(["--server", &sa.addr, "offload", "tier/k", "--seal"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let t = std::time::Instant::now();
+        while parquet(&objects).len() < kill_after
+            && offload.try_wait().unwrap().is_none()
+            && t.elapsed() < std::time::Duration::from_secs(60)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        // kill -9 (Standalone's drop sends SIGKILL), then restart on the same data.
+        drop(sa);
+        let _ = offload.wait();
+        sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
+    }
+    let (code, _, err) = dlog(&sa.addr, &["offload", "tier/k", "--seal"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = dlog(&sa.addr, &["read", "tier/k"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out == input, "the stream differs from what was appended");
+    let (code, out, _) = dlog(&sa.addr, &["stream", "describe", "tier/k", "--json"], "");
+    assert_eq!(code, 0);
+    let info: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let segs = info["segments"].as_array().unwrap();
+    assert!(segs.len() >= 12, "{info}");
+    assert!(
+        segs.iter()
+            .filter(|g| g["end_offset"].as_u64() > g["first_offset"].as_u64())
+            .all(|g| g["tier"] == "objects"),
+        "{info}"
+    );
+
+    // The bucket: exactly the newest manifest's objects.
+    let newest = walk(&objects.join("_manifest"))
+        .into_iter()
+        .max()
+        .expect("a manifest");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&newest).unwrap()).unwrap();
+    let mut listed: Vec<String> = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_string())
+        .collect();
+    let root = data.join("objects");
+    let mut present: Vec<String> = parquet(&objects)
+        .iter()
+        .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+        .collect();
+    listed.sort();
+    present.sort();
+    assert_eq!(present, listed);
+    let ends: Vec<u64> = manifest["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["end_offset"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ends.last(), Some(&24_000));
 }
