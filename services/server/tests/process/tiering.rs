@@ -285,13 +285,13 @@ fn offload_to_an_s3_server_and_read_back() {
             "--bucket",
             &url,
             "--csv",
-            "SELECT count(*), max(\"offset\") FROM stream('tier/s')",
+            "SELECT count(*) AS n, max(offset) AS last FROM stream('tier/s')",
         ],
         "",
         &env,
     );
     assert_eq!(code, 0, "{err}");
-    assert_eq!(out, "count(*),max(stream.offset)\n3000,2999\n");
+    assert_eq!(out, "n,last\n3000,2999\n");
 }
 
 /// The bucket is created by the server at start; wait until it answers.
@@ -485,8 +485,9 @@ async fn a_million_records_round_trip_through_every_reader() {
     let payload_bytes = expected.len() as u64 - N;
     let (code, out, err) = query(&[
         "--csv",
-        "SELECT count(*) AS n, count(DISTINCT \"offset\") AS d, sum(octet_length(payload)) AS b, \
-         count(key) AS k FROM stream('tier/million')",
+        "SELECT count(*) AS n, count(DISTINCT \"offset\") AS d, \
+         sum(octet_length(CAST(payload AS VARCHAR))) AS b, count(key) AS k \
+         FROM stream('tier/million')",
     ]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(
@@ -503,13 +504,13 @@ async fn a_million_records_round_trip_through_every_reader() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let mut keys: Vec<String> = (0..100).map(|k| format!("k{k}")).collect();
-    keys.sort();
-    assert_eq!(rows.len(), 100, "{out}");
+    // Every tenth record has a key, k0 … k90: 10,000 records each.
+    let keys: Vec<String> = (0..100).step_by(10).map(|k| format!("k{k}")).collect();
+    assert_eq!(rows.len(), keys.len(), "{out}");
     for (row, k) in rows.iter().zip(&keys) {
         assert_eq!(
             (row["key"].as_str(), row["n"].as_u64()),
-            (Some(k.as_str()), Some(1000))
+            (Some(k.as_str()), Some(10_000))
         );
     }
     let (code, out, err) =
@@ -581,11 +582,11 @@ fn kill_9_during_offload_loses_and_doubles_nothing() {
     let mut sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
     let (code, _, err) = dlog(
         &sa.addr,
-        &["stream", "create", "tier/k", "--segment-bytes", "256KiB"],
+        &["stream", "create", "tier/k", "--segment-bytes", "1MiB"],
         "",
     );
     assert_eq!(code, 0, "{err}");
-    let lines: Vec<String> = (0..24_000)
+    let lines: Vec<String> = (0..60_000)
         .map(|i| format!("{i:06}-{}", "k".repeat(200)))
         .collect();
     let input = lines.join("\n") + "\n";
@@ -627,7 +628,7 @@ fn kill_9_during_offload_loses_and_doubles_nothing() {
     assert_eq!(code, 0);
     let info: serde_json::Value = serde_json::from_str(&out).unwrap();
     let segs = info["segments"].as_array().unwrap();
-    assert!(segs.len() >= 12, "{info}");
+    assert!(segs.len() >= 10, "{info}");
     assert!(
         segs.iter()
             .filter(|g| g["end_offset"].as_u64() > g["first_offset"].as_u64())
@@ -662,5 +663,5 @@ fn kill_9_during_offload_loses_and_doubles_nothing() {
         .iter()
         .map(|o| o["end_offset"].as_u64().unwrap())
         .collect();
-    assert_eq!(ends.last(), Some(&24_000));
+    assert_eq!(ends.last(), Some(&60_000));
 }
