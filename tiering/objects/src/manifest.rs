@@ -20,6 +20,7 @@ use dlog_api::stream::StreamName;
 use serde::{Deserialize, Serialize};
 
 use crate::Bucket;
+use crate::SegmentSummary;
 use crate::error::ObjectError;
 use crate::layout::{manifest_dir, manifest_key, manifest_version};
 
@@ -42,6 +43,32 @@ pub struct ObjectEntry {
     /// The stream segments it holds.
     pub segments: Vec<u64>,
     pub created_ms: i64,
+}
+
+impl ObjectEntry {
+    /// The entry of the object at `key` of `size` bytes that holds what `summary` says,
+    /// made from the stream segments `segments`.
+    pub fn new(
+        key: String,
+        size: u64,
+        summary: &SegmentSummary,
+        segments: Vec<u64>,
+        created_ms: i64,
+    ) -> ObjectEntry {
+        ObjectEntry {
+            key,
+            first_offset: summary.first_offset,
+            end_offset: summary.end_offset,
+            size,
+            crc32c: summary.crc32c,
+            first_timestamp_ms: summary.first_timestamp_ms,
+            max_timestamp_ms: summary.max_timestamp_ms,
+            min_txid: summary.min_txid,
+            max_txid: summary.max_txid,
+            segments,
+            created_ms,
+        }
+    }
 }
 
 /// A version of a stream's manifest.

@@ -53,19 +53,7 @@ async fn put_segment(b: &Bucket, s: &StreamName, first: u64, end: u64, seq: u64)
     let (bytes, sum) = w.finish(&[seq]).unwrap();
     let key = segment_key(s, first, end - 1, sum.first_timestamp_ms.unwrap());
     b.put_new(&key, bytes.clone()).await.unwrap();
-    ObjectEntry {
-        key,
-        first_offset: sum.first_offset,
-        end_offset: sum.end_offset,
-        size: bytes.len() as u64,
-        crc32c: sum.crc32c,
-        first_timestamp_ms: sum.first_timestamp_ms,
-        max_timestamp_ms: sum.max_timestamp_ms,
-        min_txid: sum.min_txid,
-        max_txid: sum.max_txid,
-        segments: vec![seq],
-        created_ms: 0,
-    }
+    ObjectEntry::new(key, bytes.len() as u64, &sum, vec![seq], 0)
 }
 
 async fn suite(b: Bucket) {

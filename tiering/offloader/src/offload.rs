@@ -187,19 +187,7 @@ impl Offloader {
             .await?;
         step!("offload::verified");
         let seqs: Vec<u64> = group.iter().map(|g| g.seq).collect();
-        let entry = ObjectEntry {
-            key: key.clone(),
-            first_offset: summary.first_offset,
-            end_offset: summary.end_offset,
-            size,
-            crc32c: summary.crc32c,
-            first_timestamp_ms: summary.first_timestamp_ms,
-            max_timestamp_ms: summary.max_timestamp_ms,
-            min_txid: summary.min_txid,
-            max_txid: summary.max_txid,
-            segments: seqs.clone(),
-            created_ms: self.log.now_ms(),
-        };
+        let entry = ObjectEntry::new(key.clone(), size, &summary, seqs.clone(), self.log.now_ms());
         self.commit_manifest(stream, &entry).await?;
         step!("offload::manifest_committed");
         for seq in &seqs {

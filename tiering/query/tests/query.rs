@@ -42,19 +42,7 @@ async fn put_object(b: &Bucket, s: &StreamName, first: u64, end: u64) -> ObjectE
     let (bytes, sum) = w.finish(&[first]).unwrap();
     let key = segment_key(s, first, end - 1, sum.first_timestamp_ms.unwrap());
     b.put_new(&key, bytes.clone()).await.unwrap();
-    ObjectEntry {
-        key,
-        first_offset: sum.first_offset,
-        end_offset: sum.end_offset,
-        size: bytes.len() as u64,
-        crc32c: sum.crc32c,
-        first_timestamp_ms: sum.first_timestamp_ms,
-        max_timestamp_ms: sum.max_timestamp_ms,
-        min_txid: sum.min_txid,
-        max_txid: sum.max_txid,
-        segments: vec![first],
-        created_ms: 0,
-    }
+    ObjectEntry::new(key, bytes.len() as u64, &sum, vec![first], 0)
 }
 
 /// The test stream offloaded as three objects (manifest version 1), plus an orphan object

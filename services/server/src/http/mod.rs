@@ -132,6 +132,17 @@ fn stream_name(ns: &str, name: &str) -> Result<StreamName, ApiError> {
 }
 
 /// Parses a JSON body; the error names the field at fault (`policy.segment_bytes: …`).
+/// [`parse_body`] for routes whose body may be left out (then `T::default()`).
+fn parse_optional_body<T: for<'de> Deserialize<'de> + Default>(
+    body: &Bytes,
+) -> Result<T, ApiError> {
+    if body.is_empty() {
+        Ok(T::default())
+    } else {
+        parse_body(body)
+    }
+}
+
 fn parse_body<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
@@ -309,11 +320,7 @@ async fn offload(
     body: Bytes,
 ) -> ApiResult {
     let stream = stream_name(&ns, &name)?;
-    let b: OffloadBody = if body.is_empty() {
-        OffloadBody::default()
-    } else {
-        parse_body(&body)?
-    };
+    let b: OffloadBody = parse_optional_body(&body)?;
     run(
         &svc,
         AdminRequest::Offload {
@@ -342,11 +349,7 @@ async fn scrub(
     body: Bytes,
 ) -> ApiResult {
     let stream = stream_name(&ns, &name)?;
-    let b: ScrubBody = if body.is_empty() {
-        ScrubBody::default()
-    } else {
-        parse_body(&body)?
-    };
+    let b: ScrubBody = parse_optional_body(&body)?;
     run(
         &svc,
         AdminRequest::Scrub {
