@@ -32,6 +32,9 @@
 //! grace = "1m"                             # bookie copies kept after an offload
 //! cache_bytes = 268435456                  # decoded row groups kept for readers
 //! compact_below = 67108864                # smaller adjacent segments share one object (0: never)
+//! multipart_threshold = 67108864          # larger objects are uploaded in parts
+//! part_size = 16777216                    # 5 MiB to 5 GiB (S3's limits)
+//! upload_concurrency = 4                  # parts in flight at once
 //! ```
 //!
 //! S3 credentials come from the environment (`AWS_ACCESS_KEY_ID`, …) or the instance profile,
@@ -81,6 +84,9 @@ struct RawObjects {
     grace: Option<Duration>,
     cache_bytes: Option<u64>,
     compact_below: Option<u64>,
+    multipart_threshold: Option<usize>,
+    part_size: Option<usize>,
+    upload_concurrency: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -244,6 +250,13 @@ fn objects_options(o: RawObjects) -> anyhow::Result<crate::service::ObjectsOptio
     if let Some(c) = o.compact_below {
         opts.compact_below = c;
     }
+    let u = &mut opts.upload;
+    u.multipart_threshold = o.multipart_threshold.unwrap_or(u.multipart_threshold);
+    u.part_size = o.part_size.unwrap_or(u.part_size);
+    u.concurrency = o.upload_concurrency.unwrap_or(u.concurrency);
+    u.validate().map_err(|e| {
+        anyhow::anyhow!("objects.multipart_threshold/part_size/upload_concurrency: {e}")
+    })?;
     Ok(opts)
 }
 
@@ -318,6 +331,14 @@ mod tests {
             (
                 "metadata = \"etcd://h:1\"\n[writer]\nmax_entry_bytes = 1",
                 "max_entry_bytes",
+            ),
+            (
+                "metadata = \"etcd://h:1\"\n[objects]\nurl = \"file:///x\"\npart_size = 1024",
+                "part_size",
+            ),
+            (
+                "metadata = \"etcd://h:1\"\n[objects]\nurl = \"file:///x\"\nupload_concurrency = 0",
+                "upload_concurrency",
             ),
         ] {
             let e = format!("{:#}", ServerConfig::parse(text).unwrap_err());

@@ -3,7 +3,12 @@
 //! ```text
 //! streams/NAMESPACE/NAME/dt=YYYY-MM-DD/FIRST-LAST.parquet   one object per segment (or run)
 //! streams/NAMESPACE/NAME/_manifest/VERSION.json             the stream's manifest versions
+//! streams/NAMESPACE/NAME/_staging/FIRST-LAST.NONCE.staged   a large object being uploaded
 //! ```
+//!
+//! A staging object exists only while a large object's parts are uploaded (it is then copied
+//! to its key with a conditional copy and deleted); one left by a crash is an orphan for the
+//! scrubber. Its name does not end in `.parquet`, so globs over segment files skip it.
 //!
 //! `FIRST` and `LAST` are the first and last offsets the object holds, zero-padded to 20
 //! digits so that keys sort by offset; `dt` is the UTC date of the object's first record
@@ -27,6 +32,29 @@ pub fn segment_key(name: &StreamName, first: u64, last: u64, first_ts_ms: i64) -
         utc_date(first_ts_ms)
     )
 }
+
+/// Where a large object at `key` (`DIR/dt=…/FILE.parquet`) is staged during its upload:
+/// `DIR/_staging/FILE.NONCE.staged` (FILE without `.parquet`).
+pub fn staging_key(key: &str, nonce: u64) -> String {
+    let (dir, file) = key.rsplit_once('/').unwrap_or(("", key));
+    let dir = dir
+        .rsplit_once('/')
+        .filter(|(_, last)| last.starts_with("dt="))
+        .map_or(dir, |(parent, _)| parent);
+    let stem = file.strip_suffix(".parquet").unwrap_or(file);
+    if dir.is_empty() {
+        format!("{STAGING}/{stem}.{nonce:016x}.staged")
+    } else {
+        format!("{dir}/{STAGING}/{stem}.{nonce:016x}.staged")
+    }
+}
+
+/// Whether `key` is a staging object.
+pub fn is_staging(key: &str) -> bool {
+    key.ends_with(".staged") && key.split('/').any(|c| c == STAGING)
+}
+
+const STAGING: &str = "_staging";
 
 /// `streams/NAMESPACE/NAME/_manifest`.
 pub fn manifest_dir(name: &StreamName) -> String {
@@ -89,6 +117,24 @@ mod tests {
         assert_eq!(manifest_version(&manifest_key(&s, 7)), Some(7));
         assert_eq!(manifest_version("streams/ns/orders/_manifest/7.json"), None);
         assert_eq!(manifest_version("x/00000000000000000007.json.tmp"), None);
+    }
+
+    #[test]
+    fn staging_keys() {
+        let s: StreamName = "ns/orders".parse().unwrap();
+        let k = segment_key(&s, 0, 999, 0);
+        let st = staging_key(&k, 0xab);
+        assert_eq!(
+            st,
+            "streams/ns/orders/_staging/00000000000000000000-00000000000000000999.00000000000000ab.staged"
+        );
+        assert!(is_staging(&st));
+        assert!(!is_staging(&k));
+        assert!(!st.ends_with(".parquet"));
+        assert_eq!(
+            staging_key("x.parquet", 1),
+            "_staging/x.0000000000000001.staged"
+        );
     }
 
     #[test]

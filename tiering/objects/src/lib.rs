@@ -26,4 +26,4 @@ pub use error::ObjectError;
 pub use manifest::{Manifest, Manifests, ObjectEntry};
 pub use reader::ObjectReader;
 pub use segment::{SegmentOptions, SegmentSummary, SegmentWriter};
-pub use store::{Bucket, S3Options};
+pub use store::{Bucket, S3Options, UploadOptions};

@@ -6,7 +6,13 @@
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL`, …) and, on
 //! EC2, the instance profile.
 //!
-//! Every write is a conditional create: a key, once written, is never overwritten.
+//! Every write is a conditional create: a key, once written, is never overwritten. Objects of
+//! at least [`UploadOptions::multipart_threshold`] bytes are uploaded in parts, in parallel,
+//! to a staging key of their own (`…/_staging/…`, see [`crate::layout::staging_key`]), then
+//! copied to their key with a conditional copy (S3: a one-part multipart copy completed with
+//! `If-None-Match: *`; a folder: a hard link), and the staging object is deleted. S3's
+//! multipart completion is the only conditional multipart write S3 offers, and `object_store`
+//! exposes it only through that copy (decision 0007).
 
 use std::ops::Range;
 use std::path::Path as FsPath;
@@ -15,14 +21,68 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey, S3CopyIfNotExists};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
     ObjectMeta, ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, RetryConfig,
+    WriteMultipart,
 };
+use tracing::warn;
 
 use crate::error::ObjectError;
+use crate::layout::staging_key;
+
+/// S3's smallest part (every part but the last).
+pub const MIN_PART_SIZE: usize = 5 << 20;
+/// S3's largest part, and the largest object one conditional part copy can move.
+pub const MAX_PART_SIZE: usize = 5 << 30;
+
+/// How objects are uploaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadOptions {
+    /// Objects at least this large are uploaded in parts; smaller ones with one PUT.
+    pub multipart_threshold: usize,
+    /// The size of each part (S3: 5 MiB to 5 GiB).
+    pub part_size: usize,
+    /// Parts uploaded at once.
+    pub concurrency: usize,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        UploadOptions {
+            multipart_threshold: 64 << 20,
+            part_size: 16 << 20,
+            concurrency: 4,
+        }
+    }
+}
+
+impl UploadOptions {
+    /// Checks the options against S3's limits.
+    pub fn validate(&self) -> Result<(), ObjectError> {
+        if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&self.part_size) {
+            return Err(ObjectError::Invalid(format!(
+                "part size {} is outside S3's limits (5 MiB to 5 GiB)",
+                self.part_size
+            )));
+        }
+        if self.multipart_threshold > MAX_PART_SIZE {
+            return Err(ObjectError::Invalid(format!(
+                "multipart threshold {} is above 5 GiB, the largest single PUT",
+                self.multipart_threshold
+            )));
+        }
+        if self.concurrency == 0 || self.concurrency > 64 {
+            return Err(ObjectError::Invalid(format!(
+                "upload concurrency {} must be 1 to 64",
+                self.concurrency
+            )));
+        }
+        Ok(())
+    }
+}
 
 /// S3 settings that override the environment.
 #[derive(Debug, Clone, Default)]
@@ -67,13 +127,19 @@ impl Bucket {
         if bucket.is_empty() {
             return Err(ObjectError::Invalid(format!("{url}: no bucket name")));
         }
-        let mut b = AmazonS3Builder::from_env()
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                max_retries: 5,
-                retry_timeout: Duration::from_secs(30),
-                ..RetryConfig::default()
-            });
+        let mut b = AmazonS3Builder::from_env();
+        // Conditional copies finish the multipart uploads of large objects (see the module
+        // docs); `AWS_COPY_IF_NOT_EXISTS` may choose another way for a store without it.
+        if b.get_config_value(&AmazonS3ConfigKey::CopyIfNotExists)
+            .is_none()
+        {
+            b = b.with_copy_if_not_exists(S3CopyIfNotExists::Multipart);
+        }
+        let mut b = b.with_bucket_name(bucket).with_retry(RetryConfig {
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(30),
+            ..RetryConfig::default()
+        });
         if let Some(e) = &s3.endpoint {
             b = b
                 .with_endpoint(e)
@@ -167,6 +233,90 @@ impl Bucket {
             .await
             .map(|_| ())
             .map_err(|e| ObjectError::from_store(e, key))
+    }
+
+    /// Writes `bytes` at `key` unless something is there already, in parts when they reach
+    /// `opts.multipart_threshold` (see the module docs).
+    pub async fn put_new_with(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        opts: &UploadOptions,
+    ) -> Result<(), ObjectError> {
+        if bytes.len() < opts.multipart_threshold.max(1) {
+            return self.put_new(key, bytes).await;
+        }
+        if bytes.len() > MAX_PART_SIZE {
+            return Err(ObjectError::Invalid(format!(
+                "{key}: {} bytes is more than one conditional copy moves (5 GiB); \
+                 write smaller segments",
+                bytes.len()
+            )));
+        }
+        // Already there (an earlier attempt, or another node): spare the upload.
+        match self.head(key).await {
+            Ok(_) => return Err(ObjectError::AlreadyExists(key.to_string())),
+            Err(ObjectError::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let staged = staging_key(key, fastrand::u64(..));
+        let uploaded = self.put_parts(&staged, bytes, opts).await;
+        let copied = match uploaded {
+            Ok(()) => self
+                .store
+                .copy_if_not_exists(&self.path(&staged), &self.path(key))
+                .await
+                .map_err(|e| ObjectError::from_store(e, key)),
+            Err(e) => Err(e),
+        };
+        // Whatever happened, the staging object is not needed any more (the scrubber removes
+        // one left by a crash).
+        if let Err(e) = self.delete(&staged).await {
+            warn!(key = staged, error = %e, "could not delete a staging object");
+        }
+        copied
+    }
+
+    /// A multipart upload of `bytes` at `key` (unconditional: `key` is a fresh staging key).
+    async fn put_parts(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        opts: &UploadOptions,
+    ) -> Result<(), ObjectError> {
+        let path = self.path(key);
+        let upload = self
+            .store
+            .put_multipart(&path)
+            .await
+            .map_err(|e| ObjectError::from_store(e, key))?;
+        let mut w = WriteMultipart::new_with_chunk_size(upload, opts.part_size);
+        let mut at = 0;
+        let sent: object_store::Result<()> = async {
+            while at < bytes.len() {
+                let end = bytes.len().min(at + opts.part_size);
+                w.wait_for_capacity(opts.concurrency.saturating_sub(1))
+                    .await?;
+                w.put(bytes.slice(at..end));
+                at = end;
+            }
+            Ok(())
+        }
+        .await;
+        match sent {
+            Ok(()) => w
+                .finish()
+                .await
+                .map(|_| ())
+                .map_err(|e| ObjectError::from_store(e, key)),
+            Err(e) => {
+                // The bucket's lifecycle rule aborts uploads a crash leaves behind.
+                if let Err(a) = w.abort().await {
+                    warn!(key, error = %a, "could not abort a multipart upload");
+                }
+                Err(ObjectError::from_store(e, key))
+            }
+        }
     }
 
     pub async fn get(&self, key: &str) -> Result<Bytes, ObjectError> {

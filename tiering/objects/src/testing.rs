@@ -256,7 +256,12 @@ impl object_store::ObjectStore for FaultyStore {
         opts: object_store::PutMultipartOptions,
     ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
         self.before("multipart").await?;
-        self.inner.put_multipart_opts(location, opts).await
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(FaultyUpload {
+            inner: upload,
+            error: self.faults.lock().unwrap().error,
+            rng: fastrand::Rng::with_seed(self.rng.lock().unwrap().u64(..)),
+        }))
     }
 
     async fn get_opts(
@@ -300,6 +305,39 @@ impl object_store::ObjectStore for FaultyStore {
         options: object_store::CopyOptions,
     ) -> object_store::Result<()> {
         self.before("copy").await?;
-        self.inner.copy_opts(from, to, options).await
+        let r = self.inner.copy_opts(from, to, options).await;
+        if r.is_ok() && self.lost() {
+            return Err(injected(format!("copy to {to}: reply lost (injected)")));
+        }
+        r
+    }
+}
+
+/// A multipart upload whose parts and completion fail with the store's error probability.
+#[derive(Debug)]
+struct FaultyUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    error: f64,
+    rng: fastrand::Rng,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for FaultyUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        if self.error > 0.0 && self.rng.f64() < self.error {
+            return Box::pin(async { Err(injected("put part: 500 (injected)".into())) });
+        }
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        if self.error > 0.0 && self.rng.f64() < self.error {
+            return Err(injected("complete multipart: 500 (injected)".into()));
+        }
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
     }
 }

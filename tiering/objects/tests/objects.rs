@@ -10,13 +10,14 @@ use std::process::Command;
 use bytes::Bytes;
 use dlog_api::Record;
 use dlog_api::stream::StreamName;
-use dlog_objects::layout::{manifest_key, segment_key};
+use dlog_objects::layout::{manifest_key, segment_key, stream_dir};
 use dlog_objects::segment::decode;
 use dlog_objects::testing::S3Server;
 use dlog_objects::{
     Bucket, Manifest, Manifests, ObjectEntry, ObjectError, ObjectReader, SegmentOptions,
-    SegmentWriter,
+    SegmentWriter, UploadOptions,
 };
+use object_store::ObjectStoreExt;
 
 /// A record at `offset`: varied sizes, every third with a key, txids from 100 on.
 fn record(offset: u64) -> Record {
@@ -181,6 +182,131 @@ async fn suite(b: Bucket) {
     ));
     let good = dlog_objects::segment::check(&e2.key, b.get(&e2.key).await.unwrap()).unwrap();
     assert_eq!((good.summary.crc32c, good.records.len()), (e2.crc32c, 0));
+
+    large_objects(&b).await;
+}
+
+/// 13 MiB that do not repeat.
+fn big_bytes() -> Bytes {
+    let mut rng = fastrand::Rng::with_seed(13);
+    (0..13 << 20)
+        .map(|_| rng.u8(..))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// Parts of 5 MiB (S3's smallest), two in flight, for anything from 6 MiB.
+fn small_parts() -> UploadOptions {
+    UploadOptions {
+        multipart_threshold: 6 << 20,
+        part_size: 5 << 20,
+        concurrency: 2,
+    }
+}
+
+/// Large objects: uploaded in parts to a staging key, then copied with a conditional copy; the
+/// key is never overwritten and no staging object stays behind.
+async fn large_objects(b: &Bucket) {
+    let up = small_parts();
+    let big = big_bytes();
+    let s: StreamName = "ns/big".parse().unwrap();
+    let key = segment_key(&s, 0, 9, 0);
+    b.put_new_with(&key, big.clone(), &up).await.unwrap();
+    assert_eq!(b.get(&key).await.unwrap(), big);
+    assert_eq!(
+        b.put_new_with(&key, Bytes::from(vec![7u8; 7 << 20]), &up)
+            .await,
+        Err(ObjectError::AlreadyExists(key.clone()))
+    );
+    // The conditional copy itself refuses a taken key (two uploaders that both found the key
+    // free before their uploads).
+    b.put_new("t/staged", Bytes::from_static(b"other"))
+        .await
+        .unwrap();
+    let e = b
+        .store()
+        .copy_if_not_exists(&b.path("t/staged"), &b.path(&key))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, object_store::Error::AlreadyExists { .. }),
+        "{e}"
+    );
+    assert_eq!(b.get(&key).await.unwrap(), big);
+    // Below the threshold: one PUT, conditional as well.
+    let small = segment_key(&s, 10, 19, 0);
+    b.put_new_with(&small, big.slice(..1 << 20), &up)
+        .await
+        .unwrap();
+    assert_eq!(
+        b.put_new_with(&small, big.slice(..1 << 20), &up).await,
+        Err(ObjectError::AlreadyExists(small.clone()))
+    );
+    let keys: Vec<String> = b
+        .list(&stream_dir(&s))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, [key, small], "no staging object stays");
+    // Settings outside S3's limits are refused.
+    for bad in [
+        UploadOptions {
+            part_size: 1 << 20,
+            ..UploadOptions::default()
+        },
+        UploadOptions {
+            concurrency: 0,
+            ..UploadOptions::default()
+        },
+        UploadOptions {
+            multipart_threshold: 6 << 30,
+            ..UploadOptions::default()
+        },
+    ] {
+        assert!(
+            matches!(bad.validate(), Err(ObjectError::Invalid(_))),
+            "{bad:?}"
+        );
+    }
+}
+
+/// Server errors on parts and completions, lost replies to copies: retrying until done leaves
+/// exactly the uploaded bytes at the key and nothing in staging.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_uploads_survive_store_faults() {
+    use dlog_objects::testing::{Faults, FaultyStore};
+    let dir = tempfile::tempdir().unwrap();
+    let clean = Bucket::local(&dir.path().join("objects")).unwrap();
+    let faulty = std::sync::Arc::new(FaultyStore::new(clean.store().clone(), 11));
+    let b = Bucket::from_store(faulty.clone(), "", "faulty://objects");
+    faulty.set(Faults {
+        error: 0.2,
+        lost_reply: 0.5,
+        latency: std::time::Duration::ZERO,
+    });
+    let s: StreamName = "ns/faulty-big".parse().unwrap();
+    let big = big_bytes();
+    for i in 0..4u64 {
+        let key = segment_key(&s, i * 10, i * 10 + 9, 0);
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            assert!(tries < 100, "{key}: never uploaded");
+            match b.put_new_with(&key, big.clone(), &small_parts()).await {
+                Ok(()) | Err(ObjectError::AlreadyExists(_)) => break,
+                Err(e) => assert!(e.is_retryable(), "{e}"),
+            }
+        }
+        assert_eq!(clean.get(&key).await.unwrap(), big, "{key}");
+    }
+    assert!(
+        faulty.injected.load(std::sync::atomic::Ordering::Relaxed) > 0,
+        "no fault was injected"
+    );
+    let keys = clean.list(&stream_dir(&s)).await.unwrap();
+    assert_eq!(keys.len(), 4, "{keys:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,10 @@ use dlog_objects::layout::segment_key as object_key;
 use dlog_objects::segment::{SegmentSummary, check};
 use dlog_objects::{
     Bucket, Manifest, Manifests, ObjectEntry, ObjectError, SegmentOptions, SegmentWriter,
+    UploadOptions,
 };
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
 use tracing::{info, warn};
 
 /// How the offloader works.
@@ -28,6 +31,13 @@ pub struct OffloadOptions {
     /// Adjacent sealed segments smaller than this together go into one object (compaction:
     /// fewer, larger objects, fewer PUTs and GETs); 0 offloads each segment alone.
     pub compact_below: u64,
+    /// How objects are uploaded (large ones in parts).
+    pub upload: UploadOptions,
+    /// Objects built, uploaded and verified at once (their commits stay in offset order).
+    /// Each holds up to twice its size in memory.
+    pub parallel: usize,
+    /// Ledger entries read ahead while an object is built.
+    pub read_ahead: usize,
 }
 
 impl Default for OffloadOptions {
@@ -36,6 +46,9 @@ impl Default for OffloadOptions {
             segment: SegmentOptions::default(),
             grace: Duration::from_secs(60),
             compact_below: 64 << 20,
+            upload: UploadOptions::default(),
+            parallel: 2,
+            read_ahead: 8,
         }
     }
 }
@@ -54,6 +67,15 @@ pub struct Offloaded {
     pub size: u64,
     /// The object was there already (uploaded by an earlier, interrupted attempt).
     pub reused: bool,
+}
+
+/// An object uploaded and verified, not yet committed.
+#[derive(Debug)]
+struct Uploaded {
+    key: String,
+    size: u64,
+    summary: SegmentSummary,
+    reused: bool,
 }
 
 /// Offloads streams' sealed segments into a bucket.
@@ -126,11 +148,46 @@ impl Offloader {
             }
             todo.push(seg.clone());
         }
+        // Build, upload and verify up to `parallel` objects at once, each on its own task (the
+        // Parquet encoding takes a core); commit them in order (the manifest only ever grows
+        // at its end). After a failure no new upload starts, and those running are waited for,
+        // so that none is left half-done behind the error.
+        let mut groups = self.groups(todo).into_iter();
+        let mut uploads = FuturesOrdered::new();
         let mut done = Vec::new();
-        for group in self.groups(todo) {
-            done.push(self.offload_group(stream, &group).await?);
+        let mut failed = None;
+        loop {
+            while failed.is_none() && uploads.len() < self.opts.parallel.max(1) {
+                let Some(group) = groups.next() else { break };
+                let (this, stream) = (self.clone(), stream.clone());
+                uploads.push_back(tokio::spawn(async move {
+                    let up = this.upload_group(&stream, &group).await;
+                    (group, up)
+                }));
+            }
+            let Some(joined) = uploads.next().await else {
+                break;
+            };
+            if failed.is_some() {
+                continue;
+            }
+            let r = match joined {
+                Ok((group, Ok(up))) => {
+                    let group: Vec<SegmentRecord> = group;
+                    self.commit_group(stream, &group, up).await
+                }
+                Ok((_, Err(e))) => Err(e),
+                Err(e) => Err(LogError::Internal(format!("an offload task failed: {e}"))),
+            };
+            match r {
+                Ok(o) => done.push(o),
+                Err(e) => failed = Some(e),
+            }
         }
-        Ok(done)
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
+        }
     }
 
     /// Splits consecutive segments into objects: small ones together until `compact_below`.
@@ -168,6 +225,17 @@ impl Offloader {
         stream: &StreamName,
         group: &[SegmentRecord],
     ) -> Result<Offloaded, LogError> {
+        let up = self.upload_group(stream, group).await?;
+        self.commit_group(stream, group, up).await
+    }
+
+    /// The first steps of an offload: build the object from the bookies, upload it, read it
+    /// back and verify it.
+    async fn upload_group(
+        &self,
+        stream: &StreamName,
+        group: &[SegmentRecord],
+    ) -> Result<Uploaded, LogError> {
         let (first, last) = match (group.first(), group.last()) {
             (Some(f), Some(l)) => (f, l),
             _ => return Err(LogError::Internal("an empty offload group".into())),
@@ -176,7 +244,11 @@ impl Offloader {
         let first_ts = summary.first_timestamp_ms.unwrap_or(first.created_ms);
         let key = object_key(stream, first.first_offset, last.end_offset - 1, first_ts);
         let size = bytes.len() as u64;
-        let reused = match self.bucket.put_new(&key, bytes).await {
+        let reused = match self
+            .bucket
+            .put_new_with(&key, bytes, &self.opts.upload)
+            .await
+        {
             Ok(()) => false,
             Err(ObjectError::AlreadyExists(_)) => true,
             Err(e) => return Err(e.into()),
@@ -186,6 +258,31 @@ impl Offloader {
             .verify(&key, &summary, if reused { None } else { Some(size) })
             .await?;
         step!("offload::verified");
+        Ok(Uploaded {
+            key,
+            size,
+            summary,
+            reused,
+        })
+    }
+
+    /// The last steps of an offload: commit the verified object to the manifest, then to the
+    /// segments' metadata.
+    async fn commit_group(
+        &self,
+        stream: &StreamName,
+        group: &[SegmentRecord],
+        up: Uploaded,
+    ) -> Result<Offloaded, LogError> {
+        let Uploaded {
+            key,
+            size,
+            summary,
+            reused,
+        } = up;
+        let first = group
+            .first()
+            .ok_or_else(|| LogError::Internal("an empty offload group".into()))?;
         let seqs: Vec<u64> = group.iter().map(|g| g.seq).collect();
         let entry = ObjectEntry::new(key.clone(), size, &summary, seqs.clone(), self.log.now_ms());
         self.commit_manifest(stream, &entry).await?;
@@ -234,7 +331,7 @@ impl Offloader {
         w: &mut SegmentWriter,
     ) -> Result<(), LogError> {
         let id = LedgerId(seg.ledger);
-        let mut reader = self.log.ledgers().open_reader(id).await?;
+        let reader = self.log.ledgers().open_reader(id).await?;
         let Some(last) = reader.readable_end() else {
             return Err(LogError::Corrupt(format!(
                 "{stream}: sealed segment {} [{}, {}) has an empty ledger {id}",
@@ -245,8 +342,10 @@ impl Offloader {
             max_payload: usize::MAX,
             ..RecordSetLimits::default()
         };
-        for e in 0..=last.0 {
-            let entry = reader.read(EntryId(e)).await?;
+        let mut entries = reader.read_many(EntryId(0), last, self.opts.read_ahead);
+        let mut e = 0u64;
+        while let Some(entry) = entries.next().await {
+            let entry = entry?;
             let se = StreamEntry::decode(entry.payload)
                 .map_err(|err| LogError::Corrupt(format!("ledger {id} entry {e}: {err}")))?;
             let mut offset = se.first_offset;
@@ -262,6 +361,7 @@ impl Offloader {
                     offset += 1;
                 }
             }
+            e += 1;
         }
         if w.next_offset() != seg.end_offset {
             return Err(LogError::Corrupt(format!(

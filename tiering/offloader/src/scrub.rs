@@ -5,6 +5,9 @@
 //!   segment was then deleted), or by a trim interrupted before its deletes. Repair deletes it,
 //!   but only when it is older than `min_age` and no sealed segment still waiting for its
 //!   offload starts where it starts — an offload in progress is never undercut.
+//! - A **staging object** (`…/_staging/…`, a large object's parts being uploaded before their
+//!   conditional copy to its key) that outlives its upload was left by a crash: it is an orphan
+//!   too, under the same rules.
 //! - A **missing** object is one the manifest lists that the bucket does not hold (or holds
 //!   at another size). It is reported: the bucket has lost data, and only a bookie copy still
 //!   present could restore it.
@@ -12,7 +15,7 @@
 use dlog_api::StreamName;
 use dlog_api::stream::SegmentState;
 use dlog_log::{Log, LogError};
-use dlog_objects::layout::stream_dir;
+use dlog_objects::layout::{is_staging, stream_dir};
 use dlog_objects::{Bucket, Manifests};
 use tracing::warn;
 
@@ -66,7 +69,7 @@ pub async fn scrub(
     };
     let now = log.now_ms();
     for (key, _, modified) in listed {
-        if !key.ends_with(".parquet") || in_manifest(&key) {
+        if !(key.ends_with(".parquet") || is_staging(&key)) || in_manifest(&key) {
             continue;
         }
         report.orphans.push(key.clone());
@@ -82,9 +85,14 @@ pub async fn scrub(
     Ok(report)
 }
 
-/// `[first, last + 1)` from a key ending in `FIRST-LAST.parquet`.
+/// `[first, last + 1)` from a key ending in `FIRST-LAST.parquet` (or a staging key,
+/// `FIRST-LAST.NONCE.staged`).
 fn object_range(key: &str) -> Option<(u64, u64)> {
-    let name = key.rsplit('/').next()?.strip_suffix(".parquet")?;
+    let file = key.rsplit('/').next()?;
+    let name = match file.strip_suffix(".parquet") {
+        Some(n) => n,
+        None => file.strip_suffix(".staged")?.split('.').next()?,
+    };
     let (a, b) = name.split_once('-')?;
     Some((a.parse().ok()?, b.parse::<u64>().ok()?.checked_add(1)?))
 }
@@ -100,5 +108,12 @@ mod tests {
             Some((10, 20))
         );
         assert_eq!(super::object_range("s/x/whatever.parquet"), None);
+        assert_eq!(
+            super::object_range(&dlog_objects::layout::staging_key(
+                "s/x/dt=1970-01-01/00000000000000000010-00000000000000000019.parquet",
+                7
+            )),
+            Some((10, 20))
+        );
     }
 }

@@ -18,7 +18,7 @@ use dlog_ledger::{LedgerClient, LedgerOptions};
 use dlog_log::{AppendBatch, Log, StreamReader, StreamWriter, SystemClock, WriterOptions};
 use dlog_metadata::{EmbeddedOptions, EmbeddedStore, MetadataStore};
 use dlog_objects::testing::S3Server;
-use dlog_objects::{Bucket, Manifests, ObjectReader};
+use dlog_objects::{Bucket, Manifests, ObjectReader, UploadOptions};
 use dlog_offloader::{OffloadOptions, Offloader};
 
 struct Cluster {
@@ -398,6 +398,21 @@ async fn a_crash_after_any_step_is_repaired_by_running_again() {
 /// done leaves one verified object per segment in a contiguous manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn object_store_faults_lose_and_duplicate_nothing() {
+    faults_lose_and_duplicate_nothing(UploadOptions::default()).await;
+}
+
+/// The same with every object uploaded in parts (staging key, parts, conditional copy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn object_store_faults_during_multipart_uploads_lose_and_duplicate_nothing() {
+    faults_lose_and_duplicate_nothing(UploadOptions {
+        multipart_threshold: 0,
+        part_size: 5 << 20,
+        concurrency: 2,
+    })
+    .await;
+}
+
+async fn faults_lose_and_duplicate_nothing(upload: UploadOptions) {
     use dlog_objects::testing::{Faults, FaultyStore};
     let dir = tempfile::tempdir().unwrap();
     let clean = Bucket::local(&dir.path().join("objects")).unwrap();
@@ -407,7 +422,15 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
     let s: StreamName = "ns/faulty".parse().unwrap();
     let w = fill(&c.log, &s, 10_000).await;
     w.roll().await.unwrap();
-    let off = offloader(&c, &bucket, OffloadOptions::default().compact_below);
+    let off = Offloader::new(
+        c.log.clone(),
+        bucket.clone(),
+        OffloadOptions {
+            grace: Duration::ZERO,
+            upload,
+            ..OffloadOptions::default()
+        },
+    );
     faulty.set(Faults {
         error: 0.15,
         lost_reply: 0.3,
@@ -452,6 +475,15 @@ async fn object_store_faults_lose_and_duplicate_nothing() {
     let mut in_manifest: Vec<String> = m.objects.iter().map(|o| o.key.clone()).collect();
     in_manifest.sort();
     assert_eq!(in_manifest, keys, "no object beyond the manifest's");
+    let staged: Vec<String> = clean
+        .list(&format!("streams/{s}"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| dlog_objects::layout::is_staging(k))
+        .collect();
+    assert!(staged.is_empty(), "staging objects left: {staged:?}");
     m.validate().unwrap();
     assert_eq!((m.start_offset, m.end_offset()), (0, 10_000));
     read_all(&c.log, &s, 10_000).await;
@@ -497,13 +529,22 @@ async fn the_scrubber_finds_orphans_and_missing_objects() {
         .put_new(planted, bucket.get(&m.objects[0].key).await.unwrap())
         .await
         .unwrap();
+    // A staging object a crash left behind, for a committed range.
+    let staged = dlog_objects::layout::staging_key(&m.objects[0].key, 42);
+    bucket
+        .put_new(&staged, bytes::Bytes::from_static(b"part"))
+        .await
+        .unwrap();
     let r = dlog_offloader::scrub(&c.log, &bucket, &s, true, 0)
         .await
         .unwrap();
-    assert_eq!(r.orphans.len(), 2, "{r:?}"); // the planted one and the in-flight one
+    // The planted one, the staging one and the in-flight one.
+    assert_eq!(r.orphans.len(), 3, "{r:?}");
+    let mut deleted = r.deleted.clone();
+    deleted.sort();
     assert_eq!(
-        r.deleted,
-        [planted.to_string()],
+        deleted,
+        [staged, planted.to_string()],
         "the in-flight object is kept"
     );
     assert!(r.missing.is_empty());

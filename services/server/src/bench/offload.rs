@@ -25,7 +25,7 @@ use dlog_ledger::local::start_bookies;
 use dlog_ledger::{LedgerClient, LedgerOptions};
 use dlog_log::{AppendBatch, Log, StreamReader, StreamWriter, SystemClock, WriterOptions};
 use dlog_metadata::{EmbeddedOptions, EmbeddedStore, MetadataStore};
-use dlog_objects::{Bucket, Manifests, ObjectReader, S3Options};
+use dlog_objects::{Bucket, Manifests, ObjectReader, S3Options, UploadOptions};
 use dlog_offloader::{OffloadOptions, Offloader};
 use serde::Serialize;
 
@@ -44,6 +44,10 @@ pub struct OffloadBenchArgs {
     /// S3-compatible endpoint (also AWS_ENDPOINT_URL).
     #[arg(long, env = "AWS_ENDPOINT_URL", value_name = "URL")]
     pub endpoint: Option<String>,
+    /// Objects of at least this many MiB are uploaded in parts, 16 MiB each, 4 at once
+    /// (0: every object; compare with a value above the segment size for single PUTs).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=5120))]
+    pub multipart_mib: u64,
     /// Print a final JSON line.
     #[arg(long)]
     pub json: bool,
@@ -58,6 +62,7 @@ pub struct OffloadReport {
     pub records: u64,
     pub segments: usize,
     pub object_bytes: u64,
+    pub multipart_threshold: u64,
     pub offload_seconds: f64,
     pub offload_mb_per_s: f64,
     /// Record MB offloaded per CPU-second of this process (bookies included).
@@ -170,6 +175,10 @@ pub async fn run(args: OffloadBenchArgs) -> anyhow::Result<OffloadReport> {
         bucket.clone(),
         OffloadOptions {
             grace: Duration::ZERO,
+            upload: UploadOptions {
+                multipart_threshold: (args.multipart_mib << 20) as usize,
+                ..UploadOptions::default()
+            },
             ..OffloadOptions::default()
         },
     );
@@ -217,6 +226,7 @@ pub async fn run(args: OffloadBenchArgs) -> anyhow::Result<OffloadReport> {
         records,
         segments: done.len(),
         object_bytes: done.iter().map(|d| d.size).sum(),
+        multipart_threshold: args.multipart_mib << 20,
         offload_seconds: offload.as_secs_f64(),
         offload_mb_per_s: mb / offload.as_secs_f64().max(1e-9),
         offload_mb_per_cpu_s: mb / cpu.max(1e-9),

@@ -55,6 +55,8 @@ pub struct ObjectsOptions {
     pub cache_bytes: u64,
     /// Adjacent sealed segments smaller than this go into one object; 0 offloads each alone.
     pub compact_below: u64,
+    /// How objects are uploaded (large ones in parts).
+    pub upload: dlog_objects::UploadOptions,
 }
 
 impl ObjectsOptions {
@@ -65,6 +67,7 @@ impl ObjectsOptions {
             grace: Duration::from_secs(60),
             cache_bytes: 256 << 20,
             compact_below: dlog_offloader::OffloadOptions::default().compact_below,
+            upload: dlog_objects::UploadOptions::default(),
         }
     }
 }
@@ -113,6 +116,7 @@ impl Service {
                     dlog_offloader::OffloadOptions {
                         grace: o.grace,
                         compact_below: o.compact_below,
+                        upload: o.upload.clone(),
                         ..Default::default()
                     },
                 );
