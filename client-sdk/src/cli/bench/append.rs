@@ -7,9 +7,7 @@ use dlog_api::{Record, StreamName};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::report::{
-    Pacer, Tally, check_rate, mb_per_s, print_json_line, progress_bar, random_payload,
-};
+use super::report::{Pacer, Payloads, Tally, check_rate, mb_per_s, print_json_line, progress_bar};
 use super::{check_seconds, check_size, ensure_stream};
 use crate::cli::units::{parse_bytes, parse_duration};
 use crate::{AppendFuture, Client, WriterOptions};
@@ -121,7 +119,7 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
             ..WriterOptions::default()
         },
     );
-    let payload = random_payload(size);
+    let mut payloads = Payloads::new(size);
     let keys: Vec<bytes::Bytes> = (0..args.keys.unwrap_or(0))
         .map(|k| bytes::Bytes::from(format!("key-{k}")))
         .collect();
@@ -152,7 +150,7 @@ pub async fn run(client: &Client, args: AppendBenchArgs, json: bool) -> anyhow::
     } {
         pacer.wait().await;
         let sent = Instant::now();
-        let mut record = Record::new(payload.clone());
+        let mut record = Record::new(payloads.next_payload());
         if !keys.is_empty() {
             record.key = Some(keys[(sent_total % keys.len() as u64) as usize].clone());
         }

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::report::{Tally, mb_per_s, print_json_line, progress_bar, random_payload};
+use super::report::{Payloads, Tally, mb_per_s, print_json_line, progress_bar};
 use super::{check_size, ensure_stream};
 use crate::cli::units::parse_bytes;
 use crate::{AppendFuture, Client, ReaderOptions, StartAt, WriterOptions};
@@ -69,7 +69,7 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
 
     // Write.
     let writer = client.writer(&args.stream, WriterOptions::default());
-    let payload = random_payload(size);
+    let mut payloads = Payloads::new(size);
     let tally = Tally::default();
     let (acks, mut rx) = mpsc::channel::<AppendFuture>(1 << 16);
     let t = tally.clone();
@@ -89,7 +89,7 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
     let bar = progress_bar(records, "records written");
     let started = Instant::now();
     for i in 0..records {
-        let ack = writer.append(Record::new(payload.clone())).await;
+        let ack = writer.append(Record::new(payloads.next_payload())).await;
         if acks.send(ack).await.is_err() {
             break;
         }

@@ -156,9 +156,46 @@ pub fn progress_bar(len: u64, unit: &str) -> ProgressBar {
     bar
 }
 
-/// `size` random (incompressible) bytes.
-pub fn random_payload(size: usize) -> Bytes {
-    Bytes::from((0..size).map(|_| fastrand::u8(..)).collect::<Vec<u8>>())
+/// Incompressible payloads: successive slices of a pool of random bytes, so that records
+/// differ and neither the writer's batches nor the Parquet objects compress (one payload
+/// repeated would shrink 100 MB of records to a few MB of objects and flatter every figure
+/// past the writer).
+#[derive(Debug)]
+pub struct Payloads {
+    pool: Bytes,
+    size: usize,
+    at: usize,
+    pass: usize,
+}
+
+impl Payloads {
+    /// Bytes of random data the payloads are cut from (larger than any compression window).
+    const POOL: usize = 64 << 20;
+
+    /// Payloads of `size` bytes.
+    pub fn new(size: usize) -> Payloads {
+        let mut pool = vec![0u8; Self::POOL.max(2 * size)];
+        fastrand::Rng::new().fill(&mut pool);
+        Payloads {
+            pool: Bytes::from(pool),
+            size,
+            at: 0,
+            pass: 0,
+        }
+    }
+
+    /// The next payload (no copy: a slice of the pool).
+    pub fn next_payload(&mut self) -> Bytes {
+        if self.at + self.size > self.pool.len() {
+            // Start again one byte further along, so that a second pass repeats no payload
+            // of the first.
+            self.pass += 1;
+            self.at = self.pass % self.size.max(1);
+        }
+        let p = self.pool.slice(self.at..self.at + self.size);
+        self.at += self.size;
+        p
+    }
 }
 
 /// MB/s (10⁶ bytes) of `bytes` over `elapsed`.
@@ -170,4 +207,21 @@ pub fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
 pub fn print_json_line<T: serde::Serialize>(report: &T) -> anyhow::Result<()> {
     outln!("{}", serde_json::to_string(report)?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Payloads;
+
+    #[test]
+    fn payloads_do_not_repeat_across_passes_of_the_pool() {
+        let mut p = Payloads::new(4000);
+        let n = 2 * (Payloads::POOL / 4000) + 10;
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..n {
+            let b = p.next_payload();
+            assert_eq!(b.len(), 4000);
+            assert!(seen.insert(b), "payload {i} repeats an earlier one");
+        }
+    }
 }
