@@ -160,9 +160,21 @@ impl BucketReader {
         let Some(o) = self.manifest.find(self.next).cloned() else {
             return Ok(Vec::new());
         };
+        // The object after it, for read-ahead across the boundary.
+        let then = self
+            .manifest
+            .find(o.end_offset)
+            .map(|n| (n.key.as_str(), n.size));
         let batch = self
             .objects
-            .read(&o, self.next, max_bytes)
+            .read_at(
+                &o.key,
+                o.size,
+                o.first_offset..o.end_offset,
+                self.next,
+                max_bytes,
+                then,
+            )
             .await
             .map_err(object_error)?;
         if batch.first().map(|(off, _)| *off) != Some(self.next) {

@@ -248,6 +248,15 @@ impl StreamReader {
                 self.name, obj.key
             ))
         })?;
+        // The object of the segment after this one, for read-ahead across the boundary.
+        let then = self.state.as_ref().and_then(|st| {
+            st.segments
+                .iter()
+                .find(|(s, _)| s.first_offset == obj.end_offset)
+                .and_then(|(s, _)| s.object.as_ref())
+                .filter(|o| o.key != obj.key)
+                .map(|o| (o.key.clone(), o.size))
+        });
         let records = objects
             .read_at(
                 &obj.key,
@@ -255,6 +264,7 @@ impl StreamReader {
                 obj.first_offset..obj.end_offset,
                 offset,
                 max_bytes,
+                then.as_ref().map(|(k, s)| (k.as_str(), *s)),
             )
             .await?;
         if records.first().map(|(o, _)| *o) != Some(offset) {

@@ -6,10 +6,11 @@
 //! The footer's row-group statistics of `offset` are the offset index: a read from offset `o`
 //! fetches the row group whose `[min, max]` holds `o` and those after it, up to the byte budget.
 //!
-//! Read-ahead: a read that ends in row group `i` starts fetching row group `i + 1` in the
-//! background, so a sequential reader (catch-up, replay) finds it cached or in flight. A row
-//! group is fetched once however many readers want it at the same time (in-flight fetches are
-//! shared).
+//! Read-ahead: a read that ends in row group `i` starts fetching row groups `i + 1` to
+//! `i + read_ahead` in the background (parallel GETs), and, when those reach the end of the
+//! object and the caller names the object it reads next, that object's footer and first row
+//! group; a sequential reader (catch-up, replay) finds them cached or in flight. A row group is
+//! fetched once however many readers want it at the same time (in-flight fetches are shared).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct ObjectReader {
     groups: Cache<GroupKey, Rows>,
     /// Row groups being fetched, shared by every reader that wants them meanwhile.
     in_flight: Arc<Mutex<HashMap<GroupKey, GroupFetch>>>,
+    /// Row groups fetched ahead of a sequential reader.
+    read_ahead: usize,
 }
 
 impl std::fmt::Debug for ObjectReader {
@@ -71,7 +74,14 @@ impl ObjectReader {
                 })
                 .build(),
             in_flight: Arc::default(),
+            read_ahead: 2,
         }
+    }
+
+    /// Fetches `n` row groups ahead of a sequential reader (default 2; 0: none).
+    pub fn with_read_ahead(mut self, n: usize) -> ObjectReader {
+        self.read_ahead = n;
+        self
     }
 
     pub fn bucket(&self) -> &Bucket {
@@ -113,11 +123,13 @@ impl ObjectReader {
             o.first_offset..o.end_offset,
             from,
             max_bytes,
+            None,
         )
         .await
     }
 
-    /// [`ObjectReader::read`] of the object at `key` of `size` bytes holding `range`.
+    /// [`ObjectReader::read`] of the object at `key` of `size` bytes holding `range`; `next`
+    /// names the object (key, size) a sequential reader reads after it, for read-ahead.
     pub async fn read_at(
         &self,
         key: &str,
@@ -125,6 +137,7 @@ impl ObjectReader {
         range: std::ops::Range<u64>,
         from: u64,
         max_bytes: usize,
+        next: Option<(&str, u64)>,
     ) -> Result<Vec<(u64, Record)>, ObjectError> {
         if !range.contains(&from) {
             return Err(ObjectError::Invalid(format!(
@@ -169,10 +182,43 @@ impl ObjectReader {
                 break;
             }
         }
-        if let Some(i) = last.filter(|i| i + 1 < groups.len()) {
-            self.read_ahead(o, &meta, i + 1);
+        if let Some(i) = last {
+            let ahead = (i + 1)..groups.len().min(i + 1 + self.read_ahead);
+            for j in ahead.clone() {
+                self.read_ahead(o, &meta, j);
+            }
+            if self.read_ahead > 0 && ahead.end == groups.len() {
+                if let Some((key, size)) = next {
+                    self.prefetch(key, size);
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// Starts fetching the footer and first row group of the object at `key` in the
+    /// background (outside a Tokio runtime, does nothing).
+    pub fn prefetch(&self, key: &str, size: u64) {
+        let o = Located {
+            key: key.to_string(),
+            size,
+        };
+        let first = (o.key.clone(), 0);
+        if self.groups.contains_key(&first) || self.in_flight.lock().contains_key(&first) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let this = self.clone();
+        rt.spawn(async move {
+            // A failure here is the demand read's to report, if it comes.
+            if let Ok(meta) = this.footer(&o).await
+                && !meta.metadata().row_groups().is_empty()
+            {
+                let _ = this.group(&o, &meta, 0).await;
+            }
+        });
     }
 
     /// Starts fetching row group `i` of `o` in the background unless it is cached or in
@@ -317,5 +363,79 @@ impl AsyncFileReader for RangeReader {
                 .await?;
             Ok(Arc::new(m))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use dlog_api::Record;
+    use dlog_api::stream::StreamName;
+
+    use super::*;
+    use crate::layout::segment_key;
+    use crate::{SegmentOptions, SegmentWriter};
+
+    /// Writes records `[first, end)` of 1 KiB in row groups of 16 KiB.
+    async fn object(b: &Bucket, s: &StreamName, first: u64, end: u64) -> ObjectEntry {
+        let opts = SegmentOptions {
+            row_group_bytes: 16 << 10,
+            ..SegmentOptions::default()
+        };
+        let mut w = SegmentWriter::new(s, first, opts).unwrap();
+        for o in first..end {
+            w.push(o, &Record::new(Bytes::from(vec![o as u8; 1024])))
+                .unwrap();
+        }
+        let (bytes, sum) = w.finish(&[first]).unwrap();
+        let key = segment_key(s, first, end - 1, 0);
+        b.put_new(&key, bytes.clone()).await.unwrap();
+        ObjectEntry::new(key, bytes.len() as u64, &sum, vec![first], 0)
+    }
+
+    async fn cached_soon(r: &ObjectReader, key: &str, group: usize) -> bool {
+        for _ in 0..200 {
+            if r.groups.contains_key(&(key.to_string(), group)) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequential_reads_fetch_ahead_within_and_across_objects() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Bucket::local(dir.path()).unwrap();
+        let s: StreamName = "ns/ahead".parse().unwrap();
+        let a = object(&b, &s, 0, 100).await;
+        let next = object(&b, &s, 100, 200).await;
+        let r = ObjectReader::new(b.clone(), 64 << 20).with_read_ahead(2);
+        let then = Some((next.key.as_str(), next.size));
+        let range = a.first_offset..a.end_offset;
+        // A read in the first row group fetches the next two of the same object.
+        let got = r
+            .read_at(&a.key, a.size, range.clone(), 0, 1, then)
+            .await
+            .unwrap();
+        assert_eq!(got[0].0, 0);
+        assert!(cached_soon(&r, &a.key, 1).await && cached_soon(&r, &a.key, 2).await);
+        assert!(!r.groups.contains_key(&(next.key.clone(), 0)));
+        // A read near the end of the object fetches the next object's first row group.
+        let got = r.read_at(&a.key, a.size, range, 95, 1, then).await.unwrap();
+        assert_eq!(got[0].0, 95);
+        assert!(
+            cached_soon(&r, &next.key, 0).await,
+            "next object not fetched ahead"
+        );
+        assert_eq!(r.read(&next, 100, 1).await.unwrap()[0].0, 100);
+        // Without read-ahead, nothing is fetched but what is read.
+        let quiet = ObjectReader::new(b, 64 << 20).with_read_ahead(0);
+        quiet.read(&a, 0, 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!quiet.groups.contains_key(&(a.key.clone(), 1)));
     }
 }
