@@ -187,10 +187,11 @@ impl ObjectReader {
             for j in ahead.clone() {
                 self.read_ahead(o, &meta, j);
             }
-            if self.read_ahead > 0 && ahead.end == groups.len() {
-                if let Some((key, size)) = next {
-                    self.prefetch(key, size);
-                }
+            if self.read_ahead > 0
+                && ahead.end == groups.len()
+                && let Some((key, size)) = next
+            {
+                self.prefetch(key, size);
             }
         }
         Ok(out)

@@ -172,10 +172,7 @@ impl Offloader {
                 continue;
             }
             let r = match joined {
-                Ok((group, Ok(up))) => {
-                    let group: Vec<SegmentRecord> = group;
-                    self.commit_group(stream, &group, up).await
-                }
+                Ok((group, Ok(up))) => self.commit_group(stream, &group, up).await,
                 Ok((_, Err(e))) => Err(e),
                 Err(e) => Err(LogError::Internal(format!("an offload task failed: {e}"))),
             };
