@@ -48,6 +48,12 @@ pub struct OffloadBenchArgs {
     /// (0: every object; compare with a value above the segment size for single PUTs).
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(0..=5120))]
     pub multipart_mib: u64,
+    /// Objects built, uploaded and verified at once (1: one after another).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=16))]
+    pub parallel: u64,
+    /// Ledger entries read ahead from the bookies while an object is built (1: one at a time).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub read_ahead: u64,
     /// Print a final JSON line.
     #[arg(long)]
     pub json: bool,
@@ -63,6 +69,8 @@ pub struct OffloadReport {
     pub segments: usize,
     pub object_bytes: u64,
     pub multipart_threshold: u64,
+    pub parallel: u64,
+    pub read_ahead: u64,
     pub offload_seconds: f64,
     pub offload_mb_per_s: f64,
     /// Record MB offloaded per CPU-second of this process (bookies included).
@@ -179,6 +187,8 @@ pub async fn run(args: OffloadBenchArgs) -> anyhow::Result<OffloadReport> {
                 multipart_threshold: (args.multipart_mib << 20) as usize,
                 ..UploadOptions::default()
             },
+            parallel: args.parallel as usize,
+            read_ahead: args.read_ahead as usize,
             ..OffloadOptions::default()
         },
     );
@@ -227,6 +237,8 @@ pub async fn run(args: OffloadBenchArgs) -> anyhow::Result<OffloadReport> {
         segments: done.len(),
         object_bytes: done.iter().map(|d| d.size).sum(),
         multipart_threshold: args.multipart_mib << 20,
+        parallel: args.parallel,
+        read_ahead: args.read_ahead,
         offload_seconds: offload.as_secs_f64(),
         offload_mb_per_s: mb / offload.as_secs_f64().max(1e-9),
         offload_mb_per_cpu_s: mb / cpu.max(1e-9),
@@ -248,8 +260,13 @@ impl OffloadReport {
             self.object_bytes as f64 / 1e6
         );
         println!(
-            "  offload    {:.1} s  {:.0} MB/s  {:.0} MB per CPU-second",
-            self.offload_seconds, self.offload_mb_per_s, self.offload_mb_per_cpu_s
+            "  offload    {:.1} s  {:.0} MB/s  {:.0} MB per CPU-second  ({} at once, {} entries ahead, parts from {} MiB)",
+            self.offload_seconds,
+            self.offload_mb_per_s,
+            self.offload_mb_per_cpu_s,
+            self.parallel,
+            self.read_ahead,
+            self.multipart_threshold >> 20
         );
         println!(
             "  catch-up   {:.1} s  {:.0} MB/s from the object tier",
