@@ -212,7 +212,7 @@ resource "aws_security_group" "service" {
 }
 
 resource "aws_security_group" "lb" {
-  #checkov:skip=CKV2_AWS_5:attached by the service module's load balancer, which take the group id from this module's security_group_ids output
+  #checkov:skip=CKV2_AWS_5:attached by the service module's load balancer, which takes the group id from this module's security_group_ids output
   name        = "${var.name}-lb"
   description = "dlog ${var.name} internal load balancer: client port from clients, control plane from admins"
   vpc_id      = local.vpc_id
