@@ -8,6 +8,7 @@ units, dlogd autorecovery started with its unit's flags, `systemd-analyze verify
 shellcheck on the scripts, the bookie's disk-identity logic with a real bookie, and a three-member
 etcd cluster started from the rendered environment files."""
 
+import atexit
 import os
 import re
 import shlex
@@ -80,6 +81,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_spawned: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _kill_leftovers():
+    """Processes a failed test left running are killed when the run ends."""
+    for proc in _spawned:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def spawn(argv, env=None) -> subprocess.Popen:
     """Starts a long-running process with its output in a file (a pipe nobody reads could
     fill up and stall it); output(proc) reads it."""
@@ -87,6 +100,7 @@ def spawn(argv, env=None) -> subprocess.Popen:
     proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=open(log, "w"),
                             stderr=subprocess.STDOUT, text=True)
     proc.log = log
+    _spawned.append(proc)
     return proc
 
 
