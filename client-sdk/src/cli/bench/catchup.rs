@@ -29,6 +29,10 @@ pub struct CatchupBenchArgs {
     /// batch than this).
     #[arg(long, default_value = "1MiB", value_parser = parse_bytes)]
     pub read_bytes: u64,
+    /// Before reading, seal the stream and offload it to the service's object tier, so that
+    /// the read back comes from the objects (the node must have an object store).
+    #[arg(long)]
+    pub offload: bool,
 }
 
 /// The figures of one run.
@@ -54,6 +58,10 @@ pub struct CatchupReport {
     pub read_mb_per_s: f64,
     /// Records read per second.
     pub read_records_per_s: f64,
+    /// Where the records were read from: `bookies`, or `objects` with `--offload`.
+    pub tier: &'static str,
+    /// Seconds the offload took (with `--offload`).
+    pub offload_seconds: Option<f64>,
 }
 
 /// Runs `dlog bench catchup`.
@@ -112,6 +120,24 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
         anyhow::bail!("nothing was written");
     };
 
+    // Move everything to the object tier first.
+    let offload_seconds = if args.offload {
+        eprintln!("offloading {} …", args.stream);
+        let t = Instant::now();
+        let (segments, _) = client
+            .admin()
+            .offload(&args.stream, true)
+            .await
+            .map_err(|e| anyhow::Error::new(e).context("offload"))?;
+        anyhow::ensure!(
+            !segments.is_empty(),
+            "the offload moved nothing: does the node have an object store?"
+        );
+        Some(t.elapsed().as_secs_f64())
+    } else {
+        None
+    };
+
     // Read back.
     let mut reader = client.reader(
         &args.stream,
@@ -155,6 +181,8 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
         read_seconds: read_elapsed.as_secs_f64(),
         read_mb_per_s: mb_per_s(read_bytes_total, read_elapsed),
         read_records_per_s: read as f64 / read_elapsed.as_secs_f64().max(1e-9),
+        tier: if args.offload { "objects" } else { "bookies" },
+        offload_seconds,
     };
     outln!(
         "catchup: {} records of {} B ({:.1} MB) on {}",
@@ -169,10 +197,11 @@ pub async fn run(client: &Client, args: CatchupBenchArgs, json: bool) -> anyhow:
         report.write_seconds
     );
     outln!(
-        "  read   {:.1} MB/s, {:.0} records/s in {:.1} s",
+        "  read   {:.1} MB/s, {:.0} records/s in {:.1} s from the {}",
         report.read_mb_per_s,
         report.read_records_per_s,
-        report.read_seconds
+        report.read_seconds,
+        report.tier
     );
     if json {
         print_json_line(&report)?;

@@ -284,6 +284,45 @@ fn the_client_benchmarks_report_what_they_measured() {
     let c = last_json(&out);
     assert_eq!(c["bytes"].as_u64(), Some(4 << 20), "{c}");
     assert!(c["read_mb_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(c["tier"].as_str(), Some("bookies"), "{c}");
+    // With --offload the read back comes from the standalone's object folder.
+    let (code, out, err) = dlog(
+        &srv,
+        &[
+            "bench",
+            "catchup",
+            "--stream",
+            "bench/catchup-objects",
+            "--bytes",
+            "4MiB",
+            "--offload",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let c = last_json(&out);
+    assert_eq!(
+        (c["tier"].as_str(), c["bytes"].as_u64()),
+        (Some("objects"), Some(4 << 20)),
+        "{c}"
+    );
+    assert!(c["offload_seconds"].as_f64().unwrap() > 0.0, "{c}");
+    let (_, out, _) = dlog(
+        &srv,
+        &["stream", "describe", "bench/catchup-objects", "--json"],
+        "",
+    );
+    let described: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        described["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["end_offset"] != g["first_offset"])
+            .all(|g| g["tier"].as_str().unwrap().contains("objects")),
+        "{described}"
+    );
 
     for (args, text) in [
         (vec!["bench", "append", "--warmup=-1"], "--warmup"),
