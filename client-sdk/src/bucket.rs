@@ -41,7 +41,7 @@ impl BucketReader {
         s3: &S3Options,
         stream: &StreamName,
     ) -> Result<BucketReader, ClientError> {
-        let bucket = Bucket::open(url, s3).map_err(object_error)?;
+        let bucket = Bucket::open_existing(url, s3).map_err(object_error)?;
         let manifest = Manifests::new(bucket.clone())
             .latest(stream)
             .await

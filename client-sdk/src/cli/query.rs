@@ -58,8 +58,8 @@ pub enum QueryFormat {
 
 /// Opens the engine for `dlog query` and `dlog bench query`.
 pub(crate) fn engine(bucket: &BucketArgs, memory: u64) -> anyhow::Result<QueryEngine> {
-    let b =
-        Bucket::open(&bucket.url, &bucket.s3()).with_context(|| format!("open {}", bucket.url))?;
+    let b = Bucket::open_existing(&bucket.url, &bucket.s3())
+        .with_context(|| format!("open {}", bucket.url))?;
     let options = QueryOptions {
         memory_limit: usize::try_from(memory).unwrap_or(usize::MAX),
         ..QueryOptions::default()

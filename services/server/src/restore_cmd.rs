@@ -34,7 +34,7 @@ pub async fn run(args: RestoreArgs) -> anyhow::Result<()> {
         endpoint: args.endpoint.clone(),
         ..S3Options::default()
     };
-    let bucket = Bucket::open(&args.bucket, &s3).context("--bucket")?;
+    let bucket = Bucket::open_existing(&args.bucket, &s3).context("--bucket")?;
     let log = Log::new(
         store.clone(),
         LedgerClient::new(store, LedgerOptions::default()),

@@ -170,6 +170,18 @@ impl Bucket {
         })
     }
 
+    /// Opens the bucket a URL names for reading: like [`Bucket::open`], but a local folder
+    /// must exist (a reader of a mistyped path gets an error, not a new empty folder).
+    pub fn open_existing(url: &str, s3: &S3Options) -> Result<Bucket, ObjectError> {
+        if let Some(path) = url.strip_prefix("file://")
+            && path.starts_with('/')
+            && !FsPath::new(path).is_dir()
+        {
+            return Err(ObjectError::Invalid(format!("{url}: no such folder")));
+        }
+        Bucket::open(url, s3)
+    }
+
     /// A local folder (created if missing).
     pub fn local(dir: &FsPath) -> Result<Bucket, ObjectError> {
         std::fs::create_dir_all(dir)
@@ -441,6 +453,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b.path("streams/a/b").as_ref(), "dlog/prod/streams/a/b");
+        let dir = tempfile::tempdir().unwrap();
+        let missing = format!("file://{}/nope", dir.path().display());
+        let e = Bucket::open_existing(&missing, &S3Options::default()).unwrap_err();
+        assert!(e.to_string().contains("no such folder"), "{e}");
+        assert!(
+            !dir.path().join("nope").exists(),
+            "a reader created the folder"
+        );
+        let here = format!("file://{}", dir.path().display());
+        Bucket::open_existing(&here, &S3Options::default()).unwrap();
         assert_eq!(b.relative(&b.path("streams/a/b")), "streams/a/b");
     }
 }

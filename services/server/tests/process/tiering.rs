@@ -129,6 +129,18 @@ fn offload_to_the_standalone_folder_and_read_back() {
     );
     assert_ne!(code, 0);
     assert!(err.contains("s3://bucket/prefix"), "{err}");
+    // A mistyped folder is an error, and readers do not create it.
+    let missing = data.join("no-such-objects");
+    let url = format!("file://{}", missing.display());
+    for args in [
+        vec!["replay", "--bucket", &url, "tier/s"],
+        vec!["query", "--bucket", &url, "SELECT 1"],
+    ] {
+        let (code, _, err) = dlog("127.0.0.1:1", &args, "");
+        assert_ne!(code, 0, "{args:?}");
+        assert!(err.contains("no such folder"), "{args:?}: {err}");
+    }
+    assert!(!missing.exists(), "a reader created {}", missing.display());
 
     // Bad input: an unknown stream, and a stream name that is not one.
     let sa = Standalone::start_with(&data, free_port(), free_port(), &args, &[]);
