@@ -260,11 +260,20 @@ impl ObjectReader {
             in_flight
                 .entry(key.clone())
                 .or_insert_with(|| {
+                    // A task of its own: the fetch finishes (and leaves the map) even if every
+                    // reader waiting for it is cancelled meanwhile.
                     let (this, o, meta) = (self.clone(), o.clone(), meta.clone());
-                    async move {
+                    let task = tokio::spawn(async move {
                         let r = this.fetch_group(&o, &meta, i).await;
                         this.in_flight.lock().remove(&(o.key.clone(), i));
                         r
+                    });
+                    async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(ObjectError::Internal(format!(
+                                "row group fetch stopped: {e}"
+                            )))
+                        })
                     }
                     .boxed()
                     .shared()
@@ -405,6 +414,34 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         false
+    }
+
+    /// A fetch whose readers all gave up still finishes, is cached and leaves the map.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_abandoned_fetch_finishes_and_leaves_no_entry() {
+        use crate::testing::{Faults, FaultyStore};
+        let dir = tempfile::tempdir().unwrap();
+        let clean = Bucket::local(dir.path()).unwrap();
+        let s: StreamName = "ns/abandoned".parse().unwrap();
+        let a = object(&clean, &s, 0, 100).await;
+        let slow = Arc::new(FaultyStore::new(clean.store().clone(), 1));
+        let b = Bucket::from_store(slow.clone(), "", "slow://");
+        let r = ObjectReader::new(b, 64 << 20).with_read_ahead(0);
+        r.footer(&Located {
+            key: a.key.clone(),
+            size: a.size,
+        })
+        .await
+        .unwrap();
+        slow.set(Faults {
+            latency: Duration::from_millis(200),
+            ..Faults::default()
+        });
+        let gave_up = tokio::time::timeout(Duration::from_millis(20), r.read(&a, 0, 1)).await;
+        assert!(gave_up.is_err(), "the read should still be waiting");
+        assert_eq!(r.in_flight.lock().len(), 1);
+        assert!(cached_soon(&r, &a.key, 0).await, "the fetch did not finish");
+        assert!(r.in_flight.lock().is_empty(), "the fetch stayed in the map");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
