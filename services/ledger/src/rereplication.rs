@@ -298,7 +298,14 @@ pub async fn run_forever(
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        match run_round(&client, grace).await {
+        // A stop ends a round in progress too (a round can wait long on an unreachable bookie
+        // or store). That is safe: a fragment's copy only counts once the ledger's metadata
+        // names it, and each metadata update is one compare-and-set.
+        let round = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = run_round(&client, grace) => r,
+        };
+        match round {
             Ok(r) if r.fragments_rereplicated > 0 || r.failed > 0 => {
                 info!(?r, "re-replication round");
             }
