@@ -56,6 +56,18 @@ pub fn is_staging(key: &str) -> bool {
 
 const STAGING: &str = "_staging";
 
+/// `[first, last + 1)` from a key ending in `FIRST-LAST.parquet` (or a staging key,
+/// `FIRST-LAST.NONCE.staged`).
+pub fn object_range(key: &str) -> Option<(u64, u64)> {
+    let file = key.rsplit('/').next()?;
+    let name = match file.strip_suffix(".parquet") {
+        Some(n) => n,
+        None => file.strip_suffix(".staged")?.split('.').next()?,
+    };
+    let (a, b) = name.split_once('-')?;
+    Some((a.parse().ok()?, b.parse::<u64>().ok()?.checked_add(1)?))
+}
+
 /// `streams/NAMESPACE/NAME/_manifest`.
 pub fn manifest_dir(name: &StreamName) -> String {
     format!("{}/_manifest", stream_dir(name))
@@ -134,6 +146,22 @@ mod tests {
         assert_eq!(
             staging_key("x.parquet", 1),
             "_staging/x.0000000000000001.staged"
+        );
+    }
+
+    #[test]
+    fn ranges_from_keys() {
+        assert_eq!(
+            object_range("s/x/dt=1970-01-01/00000000000000000010-00000000000000000019.parquet"),
+            Some((10, 20))
+        );
+        assert_eq!(object_range("s/x/whatever.parquet"), None);
+        assert_eq!(
+            object_range(&staging_key(
+                "s/x/dt=1970-01-01/00000000000000000010-00000000000000000019.parquet",
+                7
+            )),
+            Some((10, 20))
         );
     }
 

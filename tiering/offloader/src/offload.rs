@@ -10,7 +10,7 @@ use dlog_log::entry::StreamEntry;
 use dlog_log::meta::{SegmentObject, SegmentRecord, segment_key};
 use dlog_log::{Log, LogError};
 use dlog_metadata::{Expect, MetadataError, Op};
-use dlog_objects::layout::segment_key as object_key;
+use dlog_objects::layout::{object_range, segment_key as object_key};
 use dlog_objects::segment::{SegmentSummary, check};
 use dlog_objects::{
     Bucket, Manifest, Manifests, ObjectEntry, ObjectError, SegmentOptions, SegmentWriter,
@@ -148,11 +148,15 @@ impl Offloader {
             }
             todo.push(seg.clone());
         }
+        if todo.is_empty() {
+            return Ok(Vec::new());
+        }
+        let adopt = self.uncommitted_objects(stream, manifest.as_ref()).await?;
         // Build, upload and verify up to `parallel` objects at once, each on its own task (the
         // Parquet encoding takes a core); commit them in order (the manifest only ever grows
         // at its end). After a failure no new upload starts, and those running are waited for,
         // so that none is left half-done behind the error.
-        let mut groups = self.groups(todo).into_iter();
+        let mut groups = groups(todo, &adopt, self.opts.compact_below).into_iter();
         let mut uploads = FuturesOrdered::new();
         let mut done = Vec::new();
         let mut failed = None;
@@ -187,24 +191,23 @@ impl Offloader {
         }
     }
 
-    /// Splits consecutive segments into objects: small ones together until `compact_below`.
-    fn groups(&self, segs: Vec<SegmentRecord>) -> Vec<Vec<SegmentRecord>> {
-        let mut out: Vec<Vec<SegmentRecord>> = Vec::new();
-        let mut bytes = 0u64;
-        for seg in segs {
-            let fits = out.last().is_some_and(|g| {
-                g.last().is_some_and(|l| l.end_offset == seg.first_offset)
-                    && bytes + seg.bytes < self.opts.compact_below
-            });
-            if fits {
-                bytes += seg.bytes;
-                out.last_mut().expect("checked above").push(seg);
-            } else {
-                bytes = seg.bytes;
-                out.push(vec![seg]);
-            }
-        }
-        out
+    /// The offset ranges of segment objects in the bucket that the manifest does not list:
+    /// uploaded by an attempt interrupted before its commit (or the scrubber's orphans).
+    async fn uncommitted_objects(
+        &self,
+        stream: &StreamName,
+        manifest: Option<&Manifest>,
+    ) -> Result<Vec<(u64, u64)>, LogError> {
+        let listed = self
+            .bucket
+            .list(&dlog_objects::layout::stream_dir(stream))
+            .await?;
+        Ok(listed
+            .iter()
+            .filter(|(k, _)| k.ends_with(".parquet"))
+            .filter(|(k, _)| manifest.is_none_or(|m| m.objects.iter().all(|o| o.key != *k)))
+            .filter_map(|(k, _)| object_range(k))
+            .collect())
     }
 
     /// Offloads one sealed segment alone (the steps of the crate docs).
@@ -600,5 +603,122 @@ impl Offloader {
             }
         }
         Ok(done)
+    }
+}
+
+/// Splits consecutive segments into objects: small ones together until `compact_below`.
+/// A run of segments that exactly spans an uncommitted object (`adopt`) is one group
+/// whatever its size: the retry of an interrupted offload then finds that object under
+/// the same key and uses it, instead of grouping differently (more segments sealed since)
+/// and leaving a second object over the same records in the bucket.
+fn groups(
+    segs: Vec<SegmentRecord>,
+    adopt: &[(u64, u64)],
+    compact_below: u64,
+) -> Vec<Vec<SegmentRecord>> {
+    let spans = |first: u64| {
+        adopt.iter().find(|(f, end)| {
+            *f == first
+                && segs.iter().any(|s| s.end_offset == *end)
+                && segs
+                    .iter()
+                    .filter(|s| s.first_offset >= *f && s.end_offset <= *end)
+                    .map(|s| s.end_offset - s.first_offset)
+                    .sum::<u64>()
+                    == *end - *f
+        })
+    };
+    let mut out: Vec<Vec<SegmentRecord>> = Vec::new();
+    let mut bytes = 0u64;
+    // The end of the adopted object the last group must reach, if it is one.
+    let mut adopting: Option<u64> = None;
+    for seg in segs.iter().cloned() {
+        if let Some(end) = adopting {
+            if seg.first_offset < end {
+                out.last_mut().expect("an adopted group is open").push(seg);
+                continue;
+            }
+            adopting = None;
+            bytes = u64::MAX; // nothing joins an adopted object
+        }
+        if let Some((_, end)) = spans(seg.first_offset) {
+            adopting = (seg.end_offset < *end).then_some(*end);
+            bytes = u64::MAX;
+            out.push(vec![seg]);
+            continue;
+        }
+        let fits = out.last().is_some_and(|g| {
+            g.last().is_some_and(|l| l.end_offset == seg.first_offset)
+                && bytes.saturating_add(seg.bytes) < compact_below
+        });
+        if fits {
+            bytes += seg.bytes;
+            out.last_mut().expect("checked above").push(seg);
+        } else {
+            bytes = seg.bytes;
+            out.push(vec![seg]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use dlog_api::stream::SegmentState;
+    use dlog_log::meta::SegmentRecord;
+
+    /// Sealed segments of 10 records and `bytes` each, from offset 0.
+    fn segs(bytes: &[u64]) -> Vec<SegmentRecord> {
+        bytes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| SegmentRecord {
+                seq: i as u64,
+                ledger: i as u64,
+                epoch: 1,
+                state: SegmentState::Sealed,
+                first_offset: i as u64 * 10,
+                end_offset: i as u64 * 10 + 10,
+                bytes: *b,
+                created_ms: 0,
+                sealed_ms: Some(0),
+                max_timestamp_ms: None,
+                max_txid: None,
+                first_timestamp_ms: None,
+                min_txid: None,
+                object: None,
+                local_deleted_ms: None,
+            })
+            .collect()
+    }
+
+    fn ranges(g: &[Vec<SegmentRecord>]) -> Vec<(u64, u64)> {
+        g.iter()
+            .map(|g| (g[0].first_offset, g[g.len() - 1].end_offset))
+            .collect()
+    }
+
+    #[test]
+    fn small_segments_are_grouped_until_the_limit() {
+        let g = super::groups(segs(&[4, 4, 4, 4, 9, 1]), &[], 10);
+        assert_eq!(ranges(&g), [(0, 20), (20, 40), (40, 50), (50, 60)]);
+        assert_eq!(
+            ranges(&super::groups(segs(&[4, 4]), &[], 0)),
+            [(0, 10), (10, 20)]
+        );
+    }
+
+    #[test]
+    fn an_uncommitted_object_is_adopted_whatever_the_grouping_would_be() {
+        // An interrupted attempt uploaded [10, 30) when segments 1 and 2 were the tail; segment
+        // 3 was sealed since and would now join them.
+        let g = super::groups(segs(&[9, 4, 4, 4]), &[(10, 30)], 100);
+        assert_eq!(ranges(&g), [(0, 10), (10, 30), (30, 40)]);
+        // An object larger than the limit is adopted too; one that no run of segments spans
+        // exactly (retention took part of it, or it ends inside a segment) is ignored.
+        let g = super::groups(segs(&[4, 4, 4]), &[(0, 30)], 5);
+        assert_eq!(ranges(&g), [(0, 30)]);
+        let g = super::groups(segs(&[4, 4, 4]), &[(0, 25), (5, 20)], 100);
+        assert_eq!(ranges(&g), [(0, 30)]);
     }
 }

@@ -15,7 +15,7 @@
 use dlog_api::StreamName;
 use dlog_api::stream::SegmentState;
 use dlog_log::{Log, LogError};
-use dlog_objects::layout::{is_staging, stream_dir};
+use dlog_objects::layout::{is_staging, object_range, stream_dir};
 use dlog_objects::{Bucket, Manifests};
 use tracing::warn;
 
@@ -83,37 +83,4 @@ pub async fn scrub(
         }
     }
     Ok(report)
-}
-
-/// `[first, last + 1)` from a key ending in `FIRST-LAST.parquet` (or a staging key,
-/// `FIRST-LAST.NONCE.staged`).
-fn object_range(key: &str) -> Option<(u64, u64)> {
-    let file = key.rsplit('/').next()?;
-    let name = match file.strip_suffix(".parquet") {
-        Some(n) => n,
-        None => file.strip_suffix(".staged")?.split('.').next()?,
-    };
-    let (a, b) = name.split_once('-')?;
-    Some((a.parse().ok()?, b.parse::<u64>().ok()?.checked_add(1)?))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn ranges_from_keys() {
-        assert_eq!(
-            super::object_range(
-                "s/x/dt=1970-01-01/00000000000000000010-00000000000000000019.parquet"
-            ),
-            Some((10, 20))
-        );
-        assert_eq!(super::object_range("s/x/whatever.parquet"), None);
-        assert_eq!(
-            super::object_range(&dlog_objects::layout::staging_key(
-                "s/x/dt=1970-01-01/00000000000000000010-00000000000000000019.parquet",
-                7
-            )),
-            Some((10, 20))
-        );
-    }
 }

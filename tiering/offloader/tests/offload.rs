@@ -148,12 +148,21 @@ async fn objects(b: &Bucket, s: &StreamName) -> Vec<String> {
         .collect()
 }
 
-async fn offload_reclaim_read(bucket: Bucket) {
+async fn offload_reclaim_read(bucket: Bucket, upload: UploadOptions) {
     let c = cluster(&bucket).await;
     let s: StreamName = "ns/tiered".parse().unwrap();
     let n = 10_000;
     let w = fill(&c.log, &s, n).await;
-    let off = offloader(&c, &bucket, 0);
+    let off = Offloader::new(
+        c.log.clone(),
+        bucket.clone(),
+        OffloadOptions {
+            grace: Duration::ZERO,
+            compact_below: 0,
+            upload,
+            ..OffloadOptions::default()
+        },
+    );
     // (The writer may still seal a full segment after its last ack: offload what the
     // metadata says when it runs.)
     let done = off.offload_stream(&s, |_| true).await.unwrap();
@@ -305,14 +314,42 @@ async fn count_objects(b: &Bucket, s: &StreamName) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_to_a_local_folder_then_read_from_it() {
     let dir = tempfile::tempdir().unwrap();
-    offload_reclaim_read(Bucket::local(&dir.path().join("objects")).unwrap()).await;
+    offload_reclaim_read(
+        Bucket::local(&dir.path().join("objects")).unwrap(),
+        UploadOptions::default(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offload_to_an_s3_server_then_read_from_it() {
     let dir = tempfile::tempdir().unwrap();
     let server = S3Server::start(&dir.path().join("s3"));
-    offload_reclaim_read(server.bucket("cluster-a").await).await;
+    offload_reclaim_read(server.bucket("cluster-a").await, UploadOptions::default()).await;
+}
+
+/// The same with every object uploaded in parts: staging key, parts, conditional copy on a
+/// real S3-compatible server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offload_to_an_s3_server_in_parts_then_read_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = S3Server::start(&dir.path().join("s3"));
+    let bucket = server.bucket("cluster-b").await;
+    let every_object_in_parts = UploadOptions {
+        multipart_threshold: 0,
+        part_size: 5 << 20,
+        concurrency: 2,
+    };
+    offload_reclaim_read(bucket.clone(), every_object_in_parts).await;
+    let staged: Vec<String> = bucket
+        .list("streams")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| dlog_objects::layout::is_staging(k))
+        .collect();
+    assert!(staged.is_empty(), "{staged:?}");
 }
 
 /// A crash after each step leaves a state that the next run completes: one object per
