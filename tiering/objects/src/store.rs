@@ -105,6 +105,9 @@ pub struct Bucket {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     url: String,
+    /// For a local folder: the store and its root, to fsync what is written (S3 services
+    /// answer a write once it is durable; a folder's writes sit in the page cache).
+    local: Option<(Arc<LocalFileSystem>, std::path::PathBuf)>,
 }
 
 impl Bucket {
@@ -167,6 +170,7 @@ impl Bucket {
             store: Arc::new(store),
             prefix: prefix.trim_matches('/').to_string(),
             url: url.to_string(),
+            local: None,
         })
     }
 
@@ -186,12 +190,17 @@ impl Bucket {
     pub fn local(dir: &FsPath) -> Result<Bucket, ObjectError> {
         std::fs::create_dir_all(dir)
             .map_err(|e| ObjectError::Invalid(format!("create {}: {e}", dir.display())))?;
-        let store = LocalFileSystem::new_with_prefix(dir)
+        let store = Arc::new(
+            LocalFileSystem::new_with_prefix(dir)
+                .map_err(|e| ObjectError::Invalid(format!("{}: {e}", dir.display())))?,
+        );
+        let root = std::fs::canonicalize(dir)
             .map_err(|e| ObjectError::Invalid(format!("{}: {e}", dir.display())))?;
         Ok(Bucket {
-            store: Arc::new(store),
+            store: store.clone(),
             prefix: String::new(),
             url: format!("file://{}", dir.display()),
+            local: Some((store, root)),
         })
     }
 
@@ -201,6 +210,7 @@ impl Bucket {
             store,
             prefix: prefix.trim_matches('/').to_string(),
             url: url.to_string(),
+            local: None,
         }
     }
 
@@ -235,16 +245,51 @@ impl Bucket {
     }
 
     /// Writes `bytes` at `key` unless something is there already ([`ObjectError::AlreadyExists`]).
+    /// Durable when it returns (in a local folder: the file and its directories are synced).
     pub async fn put_new(&self, key: &str, bytes: Bytes) -> Result<(), ObjectError> {
         let opts = PutOptions {
             mode: PutMode::Create,
             ..PutOptions::default()
         };
-        self.store
+        let r = self
+            .store
             .put_opts(&self.path(key), PutPayload::from(bytes), opts)
             .await
             .map(|_| ())
-            .map_err(|e| ObjectError::from_store(e, key))
+            .map_err(|e| ObjectError::from_store(e, key));
+        self.synced(key, r).await
+    }
+
+    /// `r` once a local folder's copy of `key` is on disk: after a write, and also when the key
+    /// was there already (an earlier attempt may have crashed before syncing it).
+    async fn synced(&self, key: &str, r: Result<(), ObjectError>) -> Result<(), ObjectError> {
+        let Some((store, root)) = &self.local else {
+            return r;
+        };
+        if !matches!(r, Ok(()) | Err(ObjectError::AlreadyExists(_))) {
+            return r;
+        }
+        let file = store
+            .path_to_filesystem(&self.path(key))
+            .map_err(|e| ObjectError::from_store(e, key))?;
+        let root = root.clone();
+        let synced = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            std::fs::File::open(&file)?.sync_all()?;
+            // Its directory entry, and those of directories created for it (`dt=…`).
+            let mut dir = file.parent();
+            while let Some(d) = dir {
+                std::fs::File::open(d)?.sync_all()?;
+                if d == root {
+                    break;
+                }
+                dir = d.parent().filter(|p| p.starts_with(&root));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| ObjectError::Internal(format!("sync {key}: {e}")))?;
+        synced.map_err(|e| ObjectError::Unavailable(format!("sync {key}: {e}")))?;
+        r
     }
 
     /// Writes `bytes` at `key` unless something is there already, in parts when they reach
@@ -267,7 +312,10 @@ impl Bucket {
         }
         // Already there (an earlier attempt, or another node): spare the upload.
         match self.head(key).await {
-            Ok(_) => return Err(ObjectError::AlreadyExists(key.to_string())),
+            Ok(_) => {
+                let taken = Err(ObjectError::AlreadyExists(key.to_string()));
+                return self.synced(key, taken).await;
+            }
             Err(ObjectError::NotFound(_)) => {}
             Err(e) => return Err(e),
         }
@@ -286,7 +334,7 @@ impl Bucket {
         if let Err(e) = self.delete(&staged).await {
             warn!(key = staged, error = %e, "could not delete a staging object");
         }
-        copied
+        self.synced(key, copied).await
     }
 
     /// A multipart upload of `bytes` at `key` (unconditional: `key` is a fresh staging key).
