@@ -23,7 +23,20 @@
 //!
 //! [`restore`] rebuilds streams' metadata from a bucket's manifests (`dlogd restore`).
 
+/// A fail point: with the `testing` feature, `FAILPOINTS` or `fail::cfg` can make it return an
+/// error here, as a crash at this step would leave things.
+macro_rules! step {
+    ($name:literal) => {
+        fail::fail_point!($name, |_| Err(LogError::Unavailable(format!(
+            "fail point {}",
+            $name
+        ))));
+    };
+}
+
+mod group;
 mod offload;
+mod reclaim;
 mod restore;
 mod scrub;
 

@@ -5,7 +5,6 @@ use std::time::Duration;
 use dlog_api::record::{RecordSetLimits, decode_record_set};
 use dlog_api::stream::{SegmentState, StreamName};
 use dlog_api::{EntryId, LedgerId};
-use dlog_ledger::LedgerError;
 use dlog_log::entry::StreamEntry;
 use dlog_log::meta::{SegmentObject, SegmentRecord, segment_key};
 use dlog_log::{Log, LogError};
@@ -18,7 +17,7 @@ use dlog_objects::{
 };
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use tracing::{info, warn};
+use tracing::info;
 
 /// How the offloader works.
 #[derive(Debug, Clone)]
@@ -81,21 +80,10 @@ struct Uploaded {
 /// Offloads streams' sealed segments into a bucket.
 #[derive(Debug, Clone)]
 pub struct Offloader {
-    log: Log,
-    bucket: Bucket,
-    manifests: Manifests,
-    opts: OffloadOptions,
-}
-
-/// A fail point: with the `testing` feature, `FAILPOINTS` or `fail::cfg` can make it return an
-/// error here, as a crash at this step would leave things.
-macro_rules! step {
-    ($name:literal) => {
-        fail::fail_point!($name, |_| Err(LogError::Unavailable(format!(
-            "fail point {}",
-            $name
-        ))));
-    };
+    pub(crate) log: Log,
+    pub(crate) bucket: Bucket,
+    pub(crate) manifests: Manifests,
+    pub(crate) opts: OffloadOptions,
 }
 
 impl Offloader {
@@ -156,7 +144,7 @@ impl Offloader {
         // Parquet encoding takes a core); commit them in order (the manifest only ever grows
         // at its end). After a failure no new upload starts, and those running are waited for,
         // so that none is left half-done behind the error.
-        let mut groups = groups(todo, &adopt, self.opts.compact_below).into_iter();
+        let mut groups = crate::group::groups(todo, &adopt, self.opts.compact_below).into_iter();
         let mut uploads = FuturesOrdered::new();
         let mut done = Vec::new();
         let mut failed = None;
@@ -488,237 +476,5 @@ impl Offloader {
         Err(LogError::Unavailable(format!(
             "{stream}: segment {seq} kept changing while its offload committed"
         )))
-    }
-
-    /// Makes the bucket follow the stream's truncation and retention: the manifest's start
-    /// moves up to the stream's start offset (a new version, without the objects entirely
-    /// below it), then those objects are deleted. Returns the keys deleted. A trim interrupted
-    /// between the manifest commit and the deletes leaves objects that no manifest version
-    /// lists any more: the scrubber's to remove.
-    pub async fn trim(&self, stream: &StreamName) -> Result<Vec<String>, LogError> {
-        let start = self.log.load(stream).await?.record.start_offset;
-        for _ in 0..10 {
-            let Some(m) = self.manifests.latest(stream).await? else {
-                return Ok(Vec::new());
-            };
-            let new_start = start.min(m.end_offset()).max(m.start_offset);
-            let (gone, kept): (Vec<ObjectEntry>, Vec<ObjectEntry>) = m
-                .objects
-                .iter()
-                .cloned()
-                .partition(|o| o.end_offset <= new_start);
-            if new_start == m.start_offset && gone.is_empty() {
-                return Ok(Vec::new());
-            }
-            let next = Manifest {
-                version: m.version + 1,
-                start_offset: new_start,
-                objects: kept,
-                ..m.clone()
-            };
-            match self.manifests.commit(&next).await {
-                Ok(()) => {}
-                Err(ObjectError::ManifestConflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            step!("offload::trimmed_manifest");
-            // Readers of the old version may still be reading these; a reader of the stream
-            // is refused below the start offset anyway.
-            let mut deleted = Vec::new();
-            for o in gone {
-                self.bucket.delete(&o.key).await?;
-                deleted.push(o.key);
-            }
-            if !deleted.is_empty() {
-                info!(stream = %stream, start = new_start, objects = deleted.len(), "objects below the stream's start deleted");
-            }
-            return Ok(deleted);
-        }
-        Err(LogError::Unavailable(format!(
-            "{stream}: the manifest kept changing during a trim"
-        )))
-    }
-
-    /// Deletes everything the bucket holds for a deleted stream: its objects, then its
-    /// manifest versions (newest last, so an interrupted delete still leaves a manifest that
-    /// names what remains). Returns the keys deleted.
-    pub async fn delete_stream(&self, stream: &StreamName) -> Result<Vec<String>, LogError> {
-        let keys = self
-            .bucket
-            .list(&dlog_objects::layout::stream_dir(stream))
-            .await?;
-        let (manifests, objects): (Vec<String>, Vec<String>) = keys
-            .into_iter()
-            .map(|(k, _)| k)
-            .partition(|k| dlog_objects::layout::manifest_version(k).is_some());
-        let mut deleted = Vec::new();
-        for k in objects.into_iter().chain(manifests) {
-            self.bucket.delete(&k).await?;
-            deleted.push(k);
-        }
-        if !deleted.is_empty() {
-            info!(stream = %stream, keys = deleted.len(), "deleted stream's objects and manifests");
-        }
-        Ok(deleted)
-    }
-
-    /// Deletes the bookie copies of `stream`'s segments offloaded at least the grace period
-    /// ago (and the ledgers of empty sealed segments). Returns the segments reclaimed.
-    pub async fn reclaim(&self, stream: &StreamName) -> Result<Vec<u64>, LogError> {
-        let now = self.log.now_ms();
-        let grace = self.opts.grace.as_millis() as i64;
-        let state = self.log.load(stream).await?;
-        let mut done = Vec::new();
-        for (seg, v) in &state.segments {
-            if seg.state != SegmentState::Sealed || seg.local_deleted_ms.is_some() {
-                continue;
-            }
-            let empty = seg.end_offset == seg.first_offset;
-            let due = match &seg.object {
-                Some(o) => o.offloaded_ms + grace <= now,
-                None => empty,
-            };
-            if !due {
-                continue;
-            }
-            step!("offload::before_reclaim");
-            match self.log.ledgers().delete(LedgerId(seg.ledger)).await {
-                Ok(()) | Err(LedgerError::NoSuchLedger(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
-            let mut rec = seg.clone();
-            rec.local_deleted_ms = Some(now);
-            let op = Op::put(
-                segment_key(stream, seg.seq),
-                rec.encode(),
-                Expect::Version(*v),
-            );
-            match self.log.store().commit(vec![op]).await {
-                Ok(_) => done.push(seg.seq),
-                // Changed meanwhile (retention, another reclaim): the next pass sees it again.
-                Err(MetadataError::Conflict { .. }) => {
-                    warn!(stream = %stream, seq = seg.seq, "segment changed during its reclaim");
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(done)
-    }
-}
-
-/// Splits consecutive segments into objects: small ones together until `compact_below`.
-/// A run of segments that exactly spans an uncommitted object (`adopt`) is one group
-/// whatever its size: the retry of an interrupted offload then finds that object under
-/// the same key and uses it, instead of grouping differently (more segments sealed since)
-/// and leaving a second object over the same records in the bucket.
-fn groups(
-    segs: Vec<SegmentRecord>,
-    adopt: &[(u64, u64)],
-    compact_below: u64,
-) -> Vec<Vec<SegmentRecord>> {
-    let spans = |first: u64| {
-        adopt.iter().find(|(f, end)| {
-            *f == first
-                && segs.iter().any(|s| s.end_offset == *end)
-                && segs
-                    .iter()
-                    .filter(|s| s.first_offset >= *f && s.end_offset <= *end)
-                    .map(|s| s.end_offset - s.first_offset)
-                    .sum::<u64>()
-                    == *end - *f
-        })
-    };
-    let mut out: Vec<Vec<SegmentRecord>> = Vec::new();
-    let mut bytes = 0u64;
-    // The end of the adopted object the last group must reach, if it is one.
-    let mut adopting: Option<u64> = None;
-    for seg in segs.iter().cloned() {
-        if let Some(end) = adopting {
-            if seg.first_offset < end {
-                out.last_mut().expect("an adopted group is open").push(seg);
-                continue;
-            }
-            adopting = None;
-            bytes = u64::MAX; // nothing joins an adopted object
-        }
-        if let Some((_, end)) = spans(seg.first_offset) {
-            adopting = (seg.end_offset < *end).then_some(*end);
-            bytes = u64::MAX;
-            out.push(vec![seg]);
-            continue;
-        }
-        let fits = out.last().is_some_and(|g| {
-            g.last().is_some_and(|l| l.end_offset == seg.first_offset)
-                && bytes.saturating_add(seg.bytes) < compact_below
-        });
-        if fits {
-            bytes += seg.bytes;
-            out.last_mut().expect("checked above").push(seg);
-        } else {
-            bytes = seg.bytes;
-            out.push(vec![seg]);
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use dlog_api::stream::SegmentState;
-    use dlog_log::meta::SegmentRecord;
-
-    /// Sealed segments of 10 records and `bytes` each, from offset 0.
-    fn segs(bytes: &[u64]) -> Vec<SegmentRecord> {
-        bytes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| SegmentRecord {
-                seq: i as u64,
-                ledger: i as u64,
-                epoch: 1,
-                state: SegmentState::Sealed,
-                first_offset: i as u64 * 10,
-                end_offset: i as u64 * 10 + 10,
-                bytes: *b,
-                created_ms: 0,
-                sealed_ms: Some(0),
-                max_timestamp_ms: None,
-                max_txid: None,
-                first_timestamp_ms: None,
-                min_txid: None,
-                object: None,
-                local_deleted_ms: None,
-            })
-            .collect()
-    }
-
-    fn ranges(g: &[Vec<SegmentRecord>]) -> Vec<(u64, u64)> {
-        g.iter()
-            .map(|g| (g[0].first_offset, g[g.len() - 1].end_offset))
-            .collect()
-    }
-
-    #[test]
-    fn small_segments_are_grouped_until_the_limit() {
-        let g = super::groups(segs(&[4, 4, 4, 4, 9, 1]), &[], 10);
-        assert_eq!(ranges(&g), [(0, 20), (20, 40), (40, 50), (50, 60)]);
-        assert_eq!(
-            ranges(&super::groups(segs(&[4, 4]), &[], 0)),
-            [(0, 10), (10, 20)]
-        );
-    }
-
-    #[test]
-    fn an_uncommitted_object_is_adopted_whatever_the_grouping_would_be() {
-        // An interrupted attempt uploaded [10, 30) when segments 1 and 2 were the tail; segment
-        // 3 was sealed since and would now join them.
-        let g = super::groups(segs(&[9, 4, 4, 4]), &[(10, 30)], 100);
-        assert_eq!(ranges(&g), [(0, 10), (10, 30), (30, 40)]);
-        // An object larger than the limit is adopted too; one that no run of segments spans
-        // exactly (retention took part of it, or it ends inside a segment) is ignored.
-        let g = super::groups(segs(&[4, 4, 4]), &[(0, 30)], 5);
-        assert_eq!(ranges(&g), [(0, 30)]);
-        let g = super::groups(segs(&[4, 4, 4]), &[(0, 25), (5, 20)], 100);
-        assert_eq!(ranges(&g), [(0, 30)]);
     }
 }
