@@ -148,6 +148,17 @@ async fn objects(b: &Bucket, s: &StreamName) -> Vec<String> {
         .collect()
 }
 
+/// Staging objects (of multipart uploads) under `dir`.
+async fn staged(b: &Bucket, dir: &str) -> Vec<String> {
+    b.list(dir)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| dlog_objects::layout::is_staging(k))
+        .collect()
+}
+
 async fn offload_reclaim_read(bucket: Bucket, upload: UploadOptions) {
     let c = cluster(&bucket).await;
     let s: StreamName = "ns/tiered".parse().unwrap();
@@ -341,14 +352,7 @@ async fn offload_to_an_s3_server_in_parts_then_read_from_it() {
         concurrency: 2,
     };
     offload_reclaim_read(bucket.clone(), every_object_in_parts).await;
-    let staged: Vec<String> = bucket
-        .list("streams")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| dlog_objects::layout::is_staging(k))
-        .collect();
+    let staged = staged(&bucket, "streams").await;
     assert!(staged.is_empty(), "{staged:?}");
 }
 
@@ -512,14 +516,7 @@ async fn faults_lose_and_duplicate_nothing(upload: UploadOptions) {
     let mut in_manifest: Vec<String> = m.objects.iter().map(|o| o.key.clone()).collect();
     in_manifest.sort();
     assert_eq!(in_manifest, keys, "no object beyond the manifest's");
-    let staged: Vec<String> = clean
-        .list(&format!("streams/{s}"))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(k, _)| k)
-        .filter(|k| dlog_objects::layout::is_staging(k))
-        .collect();
+    let staged = staged(&clean, &format!("streams/{s}")).await;
     assert!(staged.is_empty(), "staging objects left: {staged:?}");
     m.validate().unwrap();
     assert_eq!((m.start_offset, m.end_offset()), (0, 10_000));
